@@ -1,0 +1,289 @@
+"""Platform-independent entropy coding of integer latents with integer tables.
+
+Follows the constriction recipe of STYLE.md section 3. The encoder evaluates the learned prior
+once (float64, CPU) and turns it into integer counts per channel (:func:`quantize_pmf`); the
+counts are stored in the file and are all the decoder ever sees, so encoder and decoder build
+bit-identical ``Categorical(freq.astype(float64), perfect=False)`` models on any machine.
+Channels are coded one after another (0 .. D-1) into one range-coder stream of little-endian
+``uint32`` words.
+
+Example:
+    >>> tables = build_tables(q, prior.pmf)           # q: int32 [rows, D]
+    >>> data = encode_latents(q, tables)
+    >>> assert (decode_latents(data, len(q), tables) == q).all()
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import constriction
+import numpy as np
+
+from nerfcompress.errors import BitstreamError
+
+_INT32_MAX = 2**31 - 1
+_MAX_TOTAL = 1 << 24  # constriction's Categorical has 24 bits of precision
+_SLACK_BITS = 64  # range-coder termination: the stream may be this much shorter than ideal
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelTables:
+    """Integer coding tables, one per latent channel; stored in the file.
+
+    Attributes:
+        lo: int32 ``[D]``, the smallest symbol of each channel.
+        freq: ``D`` arrays, uint32 ``[S_c]`` with ``S_c >= 2``, every count ``>= 1``; channel
+            ``c`` codes the integers ``lo[c] .. lo[c] + S_c - 1``.
+
+    Raises:
+        ValueError: on wrong dtypes or shapes, a count of 0, a support below 2, or a range
+            that leaves int32.
+    """
+
+    lo: np.ndarray
+    freq: tuple[np.ndarray, ...]
+
+    def __post_init__(self):
+        if not (isinstance(self.lo, np.ndarray) and self.lo.dtype == np.int32 and self.lo.ndim == 1):
+            raise ValueError(f"lo must be an int32 [D] array, found {_describe(self.lo)}")
+        if len(self.freq) != len(self.lo) or len(self.lo) == 0:
+            raise ValueError(
+                f"expected one freq table per channel, found {len(self.freq)} for {len(self.lo)} channels"
+            )
+        for c, f in enumerate(self.freq):
+            if not (isinstance(f, np.ndarray) and f.dtype == np.uint32 and f.ndim == 1 and f.size >= 2):
+                raise ValueError(f"freq[{c}] must be a uint32 [S] array with S >= 2, found {_describe(f)}")
+            if f.min() < 1:
+                raise ValueError(f"freq[{c}] has a zero count; every count must be >= 1")
+            if int(self.lo[c]) + f.size - 1 > _INT32_MAX:
+                raise ValueError(f"channel {c}: range lo={int(self.lo[c])}, S={f.size} leaves int32")
+
+    @property
+    def num_channels(self) -> int:
+        """``D``, the number of channels."""
+        return len(self.lo)
+
+    @property
+    def support(self) -> tuple[int, ...]:
+        """``S_c`` of each channel."""
+        return tuple(f.size for f in self.freq)
+
+
+def _describe(x) -> str:
+    if isinstance(x, np.ndarray):
+        return f"{x.dtype} array of shape {x.shape}"
+    return type(x).__name__
+
+
+def quantize_pmf(pmf: np.ndarray, total: int = 1 << 16) -> np.ndarray:
+    """Integer counts for a probability mass function, each ``>= 1``, summing to ``total``.
+
+    Every entry first gets one count; the remaining ``total - S`` counts are shared in
+    proportion to ``pmf`` by the largest-remainder method: each entry takes the integer part
+    of its share, and the leftover counts go to the largest fractional parts (ties to the
+    lowest index, via a stable sort). Only IEEE ``+ * /``, ``math.fsum`` (correctly rounded)
+    and truncation are used, so the counts are the same on every platform.
+
+    Args:
+        pmf: float64 ``[S]`` non-negative masses (need not sum to 1; tiny or zero entries are
+            fine).
+        total: the sum of the counts, ``S <= total <= 2**24``.
+
+    Returns:
+        uint32 ``[S]`` counts.
+
+    Raises:
+        ValueError: if ``pmf`` is not a finite non-negative ``[S]`` array with positive sum, or
+            ``total`` is out of range.
+    """
+    pmf = np.asarray(pmf, dtype=np.float64)
+    if pmf.ndim != 1 or pmf.size == 0:
+        raise ValueError(f"pmf must be a non-empty [S] array, found shape {pmf.shape}")
+    if not np.isfinite(pmf).all() or (pmf < 0).any():
+        raise ValueError("pmf must be finite and non-negative")
+    if not pmf.size <= total <= _MAX_TOTAL:
+        raise ValueError(f"total must be in [S={pmf.size}, 2**24], found {total}")
+    mass = math.fsum(pmf.tolist())
+    if mass <= 0:
+        raise ValueError("pmf has zero total mass")
+    budget = total - pmf.size
+    shares = pmf * (budget / mass)
+    whole = np.floor(shares)
+    leftover = budget - int(whole.sum())
+    assert 0 <= leftover <= pmf.size, leftover
+    counts = whole.astype(np.int64) + 1
+    counts[np.argsort(whole - shares, kind="stable")[:leftover]] += 1
+    return counts.astype(np.uint32)
+
+
+def build_tables(
+    latents: np.ndarray, pmf_fn: Callable[[int, int, int], np.ndarray], total: int = 1 << 16
+) -> ChannelTables:
+    """Integer tables covering the range of each latent channel.
+
+    Per channel ``c``: ``lo = min``, ``S = max(max - lo + 1, 2)``, counts from
+    ``quantize_pmf(pmf_fn(c, lo, S), total)``.
+
+    Args:
+        latents: int32 ``[rows, D]``, ``rows >= 1``.
+        pmf_fn: ``(channel, lo, support) -> float64 [S]``, e.g. ``FactorizedPrior.pmf``.
+        total: sum of each channel's counts; bounds ``S``.
+
+    Returns:
+        The tables.
+
+    Raises:
+        ValueError: if ``latents`` is not a non-empty int32 ``[rows, D]`` array or a channel's
+            range is wider than ``total``.
+    """
+    if not (isinstance(latents, np.ndarray) and latents.dtype == np.int32 and latents.ndim == 2):
+        raise ValueError(f"latents must be an int32 [rows, D] array, found {_describe(latents)}")
+    if latents.shape[0] == 0 or latents.shape[1] == 0:
+        raise ValueError(f"latents must have at least one row and channel, found shape {latents.shape}")
+    lo = latents.min(axis=0)
+    freq = []
+    for c in range(latents.shape[1]):
+        support = max(int(latents[:, c].max()) - int(lo[c]) + 1, 2)
+        if support > total:
+            raise ValueError(f"channel {c}: range of {support} integers exceeds total={total}")
+        freq.append(quantize_pmf(pmf_fn(c, int(lo[c]), support), total))
+    return ChannelTables(lo=lo.astype(np.int32), freq=tuple(freq))
+
+
+def _models(tables: ChannelTables) -> list:
+    return [constriction.stream.model.Categorical(f.astype(np.float64), perfect=False) for f in tables.freq]
+
+
+def _symbols(latents: np.ndarray, tables: ChannelTables) -> list[np.ndarray]:
+    """Validated int32 ``[rows]`` symbols ``latents[:, c] - lo[c]`` of each channel."""
+    if not (isinstance(latents, np.ndarray) and latents.dtype == np.int32 and latents.ndim == 2):
+        raise ValueError(f"latents must be an int32 [rows, D] array, found {_describe(latents)}")
+    if latents.shape[1] != tables.num_channels:
+        raise ValueError(f"expected {tables.num_channels} channels, found {latents.shape[1]}")
+    symbols = []
+    for c, (lo, support) in enumerate(zip(tables.lo.tolist(), tables.support)):
+        column = latents[:, c]
+        if column.size and (int(column.min()) < lo or int(column.max()) > lo + support - 1):
+            raise ValueError(
+                f"channel {c}: table covers [{lo}, {lo + support - 1}], found values in "
+                f"[{int(column.min())}, {int(column.max())}]"
+            )
+        symbols.append(column - np.int32(lo))
+    return symbols
+
+
+def encode_latents(latents: np.ndarray, tables: ChannelTables) -> bytes:
+    """Range-code integer latents, channel 0 first.
+
+    Args:
+        latents: int32 ``[rows, D]`` inside the tables' ranges.
+        tables: the coding tables (store them next to the bytes).
+
+    Returns:
+        The stream as little-endian uint32 words.
+
+    Raises:
+        ValueError: if ``latents`` has the wrong dtype or channel count, or a value lies
+            outside its channel's table.
+    """
+    symbols = _symbols(latents, tables)
+    encoder = constriction.stream.queue.RangeEncoder()
+    for sym, model in zip(symbols, _models(tables)):
+        encoder.encode(sym, model)
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def _max_rows_for(num_words: int, tables: ChannelTables) -> float:
+    """Most rows that ``num_words`` words can hold under ``tables``.
+
+    Every symbol of channel ``c`` costs at least ``b_c = -log2(max(freq_c) / sum(freq_c))``
+    bits, and a range-coder stream is never much shorter than the information it carries, so
+    ``rows * sum_c b_c <= 2 * (32 * W + 64)``. The factor 2 absorbs constriction's 24-bit
+    requantisation of the counts. For very skewed tables the bound is weak and ``max_rows``
+    is what protects memory.
+    """
+    bits_per_row = sum(math.log2(f.sum(dtype=np.float64) / float(f.max())) for f in tables.freq)
+    if bits_per_row == 0:
+        return math.inf
+    return 2 * (32 * num_words + _SLACK_BITS) / bits_per_row
+
+
+def decode_latents(data: bytes, num_rows: int, tables: ChannelTables, max_rows: int = 1 << 27) -> np.ndarray:
+    """Decode what :func:`encode_latents` wrote.
+
+    ``num_rows`` usually comes from a file, so it is checked before anything is allocated:
+    against ``max_rows`` (the caller's limit, e.g. the grid's row count) and against the rows
+    the data can hold at all (see :func:`_max_rows_for`). Damage is not always detectable
+    (a flipped bit often decodes to wrong symbols; CRC the section), but nothing other than
+    :class:`BitstreamError` escapes and the output is at most ``max_rows * D`` int32.
+
+    Args:
+        data: the stream, little-endian uint32 words.
+        num_rows: rows to decode.
+        tables: the tables used to encode.
+        max_rows: largest ``num_rows`` accepted.
+
+    Returns:
+        int32 ``[num_rows, D]``.
+
+    Raises:
+        BitstreamError: if the length is not a whole number of words, ``num_rows`` is negative
+            or impossible for this data, words are left over, or the decoder fails.
+        ValueError: if ``max_rows`` is negative.
+    """
+    if max_rows < 0:
+        raise ValueError(f"max_rows must be >= 0, found {max_rows}")
+    if len(data) % 4:
+        raise BitstreamError(
+            f"latent stream is {len(data)} bytes, not a whole number of 4-byte words; "
+            "the file is truncated or corrupt"
+        )
+    num_words = len(data) // 4
+    if not 0 <= num_rows <= max_rows:
+        raise BitstreamError(
+            f"latent stream claims {num_rows} rows, expected 0 .. {max_rows}; the file is corrupt"
+        )
+    if num_rows > _max_rows_for(num_words, tables):
+        raise BitstreamError(
+            f"latent stream claims {num_rows} rows but its {num_words} words can hold at most "
+            f"{int(_max_rows_for(num_words, tables))}; the file is truncated or corrupt"
+        )
+    out = np.empty((num_rows, tables.num_channels), dtype=np.int32)
+    try:
+        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        for c, model in enumerate(_models(tables)):
+            out[:, c] = decoder.decode(model, num_rows)
+        exhausted = decoder.maybe_exhausted()
+    except Exception as exc:  # constriction reports damage as AssertionError/KeyError/ValueError
+        raise BitstreamError(
+            f"latent stream is corrupt ({type(exc).__name__}: {exc}); re-export the file"
+        ) from exc
+    if not exhausted:
+        raise BitstreamError("latent stream has data left after the last row; the file is corrupt")
+    out += tables.lo
+    return out
+
+
+def estimate_bits(latents: np.ndarray, tables: ChannelTables) -> float:
+    """Ideal code length of ``latents`` under the integer tables, in bits.
+
+    The real stream is within a fraction of a percent plus a few words of this.
+
+    Args:
+        latents: int32 ``[rows, D]`` inside the tables' ranges.
+        tables: the coding tables.
+
+    Returns:
+        ``sum_c sum_r -log2(freq_c[sym] / sum(freq_c))``.
+
+    Raises:
+        ValueError: as :func:`encode_latents`.
+    """
+    bits = 0.0
+    for sym, f in zip(_symbols(latents, tables), tables.freq):
+        log2_freq = np.log2(f.astype(np.float64))  # [S]
+        bits += sym.size * math.log2(f.sum(dtype=np.float64)) - float(log2_freq[sym].sum())
+    return bits
