@@ -1,0 +1,81 @@
+"""The FeatureTable protocol: what one grid's rows hold and how they decode to features.
+
+A table produces the decoded feature table ``Z [rows, F]`` for the whole grid once per step;
+the grid interpolates from ``Z`` and knows nothing about compression. In evaluation mode (no
+gradients) ``Z`` is materialised once and cached, so a decoded model renders as fast as an
+uncompressed one.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor, nn
+
+
+class FeatureTable(nn.Module):
+    """Base class of all tables.
+
+    Subclasses implement :meth:`decode` (and :meth:`rate_bits` if they carry a learned rate).
+
+    Args:
+        num_rows: total rows of the grid (all levels concatenated).
+        num_features: features per row ``F``.
+    """
+
+    def __init__(self, num_rows: int, num_features: int) -> None:
+        super().__init__()
+        if num_rows < 1:
+            raise ValueError(f"num_rows must be >= 1, got {num_rows}")
+        if num_features < 1:
+            raise ValueError(f"num_features must be >= 1, got {num_features}")
+        self.num_rows = int(num_rows)
+        self.num_features = int(num_features)
+        self._cached_table: Optional[Tensor] = None
+        self.register_load_state_dict_post_hook(lambda module, _keys: module.clear_cache())
+
+    def decode(self) -> Tensor:
+        """Decoded table ``[rows, F]``; differentiable in training mode."""
+        raise NotImplementedError
+
+    def rate_bits(self) -> Tensor:
+        """Differentiable estimate of the coded size of the rows, in bits (scalar)."""
+        return self.decode().new_zeros(())
+
+    def forward(self) -> Tensor:
+        """Decoded table ``[rows, F]``, cached while in eval mode without gradients."""
+        if self.training or torch.is_grad_enabled():
+            self._cached_table = None
+            return self.decode()
+        if self._cached_table is None:
+            self._cached_table = self.decode()
+        return self._cached_table
+
+    def clear_cache(self) -> None:
+        """Drops the cached decoded table (after parameters changed)."""
+        self._cached_table = None
+
+    def train(self, mode: bool = True) -> "FeatureTable":
+        self.clear_cache()
+        return super().train(mode)
+
+    def _apply(self, fn, recurse=True):  # device / dtype moves invalidate the cache
+        self.clear_cache()
+        return super()._apply(fn, recurse)
+
+    def set_step(self, step: int) -> None:
+        """Applies the training schedules at ``step`` (a pure function of the step)."""
+
+    def training_state(self) -> Dict[str, float]:
+        """Scalars worth logging during training (e.g. the rounding temperature)."""
+        return {}
+
+    def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
+        """Parameters by optimizer group: ``"grids"`` (rows, latents, decoders, codebooks) and
+        ``"entropy"`` (learned probability models). Groups without parameters are omitted."""
+        return {"grids": list(self.parameters())}
+
+    def size_estimate_bits(self) -> float:
+        """Estimated bits to store the rows as they would be exported (not differentiable)."""
+        raise NotImplementedError

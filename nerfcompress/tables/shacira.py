@@ -1,0 +1,108 @@
+"""ShaciraTable: quantised integer latents per row, one shared linear decoder, a learned prior.
+
+SHACIRA (Girish et al., ICCV 2023). Each grid row stores ``D`` latents that are integers in the
+exported file; a decoder ``R^D -> R^F`` shared by all levels turns them into features; a learned
+factorised density per latent channel gives a differentiable rate that the loss penalises.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nerfcompress.entropy.factorized import FactorizedPrior
+from nerfcompress.tables.base import FeatureTable
+from nerfcompress.tables.rounding import RoundingSchedule, hard_round_ste, soft_round_gumbel
+
+
+class ShaciraTable(FeatureTable):
+    """Latent table with annealed soft rounding and a learned entropy model.
+
+    Args:
+        num_rows: total rows of the grid.
+        num_features: decoded features per row ``F``.
+        latent_dim: latents per row ``D`` (1 or 2 in the paper).
+        latent_init_scale: latents start uniform in ``[-s, s]``.
+        decoder_init_scale: decoder weights start uniform in ``[-s, s]``, bias at zero.
+        prior_filters: hidden widths of the factorised density (Ballé et al. 2018).
+        schedule: soft-rounding temperature schedule applied by :meth:`set_step`.
+    """
+
+    def __init__(
+        self,
+        num_rows: int,
+        num_features: int,
+        latent_dim: int = 2,
+        latent_init_scale: float = 0.5,
+        decoder_init_scale: float = 0.05,
+        prior_filters: Sequence[int] = (3, 3, 3),
+        schedule: RoundingSchedule = RoundingSchedule(),
+    ) -> None:
+        super().__init__(num_rows, num_features)
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if latent_init_scale < 0:
+            raise ValueError(f"latent_init_scale must be >= 0, got {latent_init_scale}")
+        self.latent_dim = int(latent_dim)
+        self.schedule = schedule
+        self.latents = nn.Parameter(  # [rows, D]
+            torch.empty(num_rows, latent_dim).uniform_(-latent_init_scale, latent_init_scale)
+        )
+        self.decoder = nn.Linear(latent_dim, num_features)  # shared by all levels
+        nn.init.uniform_(self.decoder.weight, -decoder_init_scale, decoder_init_scale)
+        nn.init.zeros_(self.decoder.bias)
+        self.prior = FactorizedPrior(latent_dim, filters=tuple(prior_filters))
+        self.register_buffer("temperature", torch.tensor(schedule.temperature(0)))  # soft-rounding tau
+        self.register_buffer("hard_rounding", torch.tensor(schedule.hard_rounding(0)))  # straight-through phase
+
+    def set_step(self, step: int) -> None:
+        """Sets the training-time quantiser from the schedule at ``step``."""
+        self.temperature.fill_(self.schedule.temperature(step))
+        self.hard_rounding.fill_(self.schedule.hard_rounding(step))
+
+    def training_state(self) -> Dict[str, float]:
+        return {
+            "shacira_temperature": float(self.temperature),
+            "shacira_hard_rounding": float(self.hard_rounding),
+        }
+
+    def quantized_latents(self) -> Tensor:
+        """Latents as the decoder sees them ``[rows, D]``: integers at evaluation and in the
+        straight-through phase, annealed soft rounding before that."""
+        if not self.training:
+            return torch.round(self.latents)
+        if bool(self.hard_rounding):
+            return hard_round_ste(self.latents)
+        return soft_round_gumbel(self.latents, float(self.temperature))
+
+    def integer_latents(self) -> Tensor:
+        """The latents the file stores: ``int32 [rows, D]``."""
+        return torch.round(self.latents.detach()).to(torch.int32)
+
+    def decode(self) -> Tensor:
+        """``[rows, F]`` = decoder(quantised latents)."""
+        return self.decoder(self.quantized_latents())
+
+    def rate_bits(self) -> Tensor:
+        """Bits of the latents under the prior (noisy in training, rounded in eval), scalar.
+
+        The gradient reaches both the latents and the prior."""
+        return self.prior.rate_bits(self.latents)
+
+    def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
+        return {
+            "grids": [self.latents, *self.decoder.parameters()],
+            "entropy": list(self.prior.parameters()),
+        }
+
+    @torch.no_grad()
+    def size_estimate_bits(self) -> float:
+        """Bits of the rounded latents under the prior plus fp16 decoder weights."""
+        was_training = self.prior.training
+        self.prior.eval()
+        latent_bits = float(self.prior.rate_bits(self.latents))
+        self.prior.train(was_training)
+        decoder_bits = 16.0 * sum(p.numel() for p in self.decoder.parameters())
+        return latent_bits + decoder_bits

@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from nerfcompress.tables import PlainTable, RoundingSchedule, ShaciraTable
+
+
+def _shacira(rows: int = 64, features: int = 2, latent_dim: int = 2, **kw) -> ShaciraTable:
+    torch.manual_seed(0)
+    return ShaciraTable(rows, features, latent_dim=latent_dim, latent_init_scale=3.0, **kw)
+
+
+def test_plain_table_decodes_to_its_rows_and_counts_fp16():
+    table = PlainTable(10, 4)
+    assert table() is table.rows
+    assert table.size_estimate_bits() == 16 * 40
+    assert set(table.parameter_groups()) == {"grids"}
+
+
+def test_shacira_eval_decodes_rounded_latents_through_the_shared_decoder():
+    table = _shacira().eval()
+    with torch.no_grad():
+        expected = table.decoder(torch.round(table.latents))
+        assert torch.equal(table(), expected)
+        assert table.integer_latents().dtype == torch.int32
+        assert torch.equal(table.integer_latents().float(), torch.round(table.latents))
+
+
+def test_shacira_eval_table_is_cached_and_refreshed_after_training():
+    table = _shacira().eval()
+    with torch.no_grad():
+        first = table()
+        assert table() is first
+    table.train()
+    with torch.no_grad():
+        table.latents.add_(1.0)
+    table.eval()
+    with torch.no_grad():
+        assert not torch.equal(table(), first)
+
+
+def test_shacira_training_phases_follow_the_step():
+    schedule = RoundingSchedule(temperature_start=1.0, temperature_end=0.1, anneal_start_step=0, anneal_end_step=10)
+    table = _shacira(schedule=schedule).train()
+    table.set_step(5)
+    assert float(table.temperature) == pytest.approx(schedule.temperature(5))
+    assert not bool(table.hard_rounding)
+    soft = table.quantized_latents()
+    assert not torch.equal(soft, torch.round(table.latents))  # stochastic soft values
+    table.set_step(10)
+    assert bool(table.hard_rounding)
+    hard = table.quantized_latents()
+    assert torch.equal(hard.detach(), torch.round(table.latents.detach()))
+    hard.sum().backward()
+    assert torch.equal(table.latents.grad, torch.ones_like(table.latents))  # straight-through
+
+
+def test_shacira_rounding_state_survives_state_dict_round_trip():
+    schedule = RoundingSchedule(anneal_end_step=100)
+    table = _shacira(schedule=schedule)
+    table.set_step(150)
+    restored = _shacira(schedule=schedule)
+    restored.load_state_dict(table.state_dict())
+    assert bool(restored.hard_rounding) and float(restored.temperature) == float(table.temperature)
+    assert torch.equal(restored.integer_latents(), table.integer_latents())
+
+
+def test_shacira_rate_gradient_reaches_latents_and_prior():
+    table = _shacira().train()
+    table.rate_bits().backward()
+    assert table.latents.grad is not None and table.latents.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in table.prior.parameters())
+    assert table.decoder.weight.grad is None  # the rate does not depend on the decoder
+
+
+def test_shacira_parameter_groups_partition_its_parameters():
+    table = _shacira()
+    groups = table.parameter_groups()
+    ids = [id(p) for params in groups.values() for p in params]
+    assert sorted(ids) == sorted(id(p) for p in table.parameters())
+    assert {id(p) for p in groups["entropy"]} == {id(p) for p in table.prior.parameters()}
+
+
+def test_shacira_size_estimate_matches_eval_rate_plus_fp16_decoder():
+    table = _shacira(rows=256)
+    table.prior.eval()
+    with torch.no_grad():
+        expected = float(table.prior.rate_bits(table.latents)) + 16 * (2 * 2 + 2)
+    table.prior.train()
+    assert table.size_estimate_bits() == pytest.approx(expected)
+    assert table.prior.training  # restored
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(latent_dim=0), "latent_dim"), (dict(latent_init_scale=-1.0), "latent_init_scale")])
+def test_shacira_rejects_nonsense(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        ShaciraTable(8, 2, **kwargs)
