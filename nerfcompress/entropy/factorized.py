@@ -135,26 +135,28 @@ class FactorizedPrior(nn.Module):
         return _LowerBound.apply(self._mass(values.t()).t(), _LIKELIHOOD_BOUND)
 
     def _noisy_mass_interpolated(self, w: Tensor) -> Tensor:
-        """``P(w + 1/2) - P(w - 1/2)`` for ``w [rows, D]`` from knot-interpolated logits.
+        """``P(w + 1/2) - P(w - 1/2)`` for ``w [rows, D]`` from knot-interpolated logits, ``[D, rows]``.
 
         The cumulative logits are evaluated by the network only at knots ``lo + k * h`` spanning
         the values (``h = 1 / _KNOTS_PER_UNIT``) and linearly interpolated in between; the edges
-        ``w - 1/2`` and ``w + 1/2`` are exactly ``_KNOTS_PER_UNIT`` knots apart, so both
-        share one interpolation weight. This costs a few elementwise passes per value instead
-        of the whole network, and its gradient reaches both ``w`` and the network.
+        ``w - 1/2`` and ``w + 1/2`` are exactly ``_KNOTS_PER_UNIT`` knots apart, so both share
+        one interpolation weight. This costs a few elementwise passes per value instead of the
+        whole network, and its gradient reaches both ``w`` and the network. Works channel-major
+        (``[D, rows]``): gathers along the last dimension are several times faster on CPU.
         """
+        w = w.t().contiguous()  # [D, rows]
         lo = torch.floor(w.detach().min()) - 1.0
         hi = torch.ceil(w.detach().max()) + 1.0
         num_knots = int((hi - lo).item()) * _KNOTS_PER_UNIT + 2
         knots = lo + torch.arange(num_knots, device=w.device, dtype=w.dtype) / _KNOTS_PER_UNIT
-        knot_logits = self._logits(knots.expand(self.num_channels, 1, num_knots)).squeeze(1).t()  # [K, D]
+        knot_logits = self._logits(knots.expand(self.num_channels, 1, num_knots)).squeeze(1)  # [D, K]
         position = (w - 0.5 - lo) * _KNOTS_PER_UNIT
         index = torch.floor(position.detach()).long().clamp_(0, num_knots - 2 - _KNOTS_PER_UNIT)
         frac = position - index
 
         def lerp_at(offset: int) -> Tensor:
-            left = torch.gather(knot_logits, 0, index + offset)
-            right = torch.gather(knot_logits, 0, index + offset + 1)
+            left = torch.gather(knot_logits, 1, index + offset)
+            right = torch.gather(knot_logits, 1, index + offset + 1)
             return left + frac * (right - left)
 
         lower, upper = lerp_at(0), lerp_at(_KNOTS_PER_UNIT)  # w - 1/2 and w + 1/2
