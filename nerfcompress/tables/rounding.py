@@ -34,12 +34,12 @@ def soft_round_gumbel(latents: Tensor, temperature: float) -> Tensor:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     floor = torch.floor(latents).detach()
     r = (latents - floor).clamp(_EPS, 1.0 - _EPS)
-    logit_down = -torch.atanh(r) / temperature
-    logit_up = -torch.atanh(1.0 - r) / temperature
+    # logit_up - logit_down = (atanh(r) - atanh(1 - r)) / tau, with atanh(x) = log((1+x)/(1-x)) / 2,
+    # folded into a single log.
+    logit_difference = torch.log(r * (1.0 + r) / ((1.0 - r) * (2.0 - r))) * (0.5 / temperature)
     # A two-way Gumbel-softmax is a sigmoid of the logit difference plus logistic noise.
-    u = torch.rand_like(r).clamp(_EPS, 1.0 - _EPS)
-    logistic_noise = torch.log(u) - torch.log1p(-u)
-    p_up = torch.sigmoid(logit_up - logit_down + logistic_noise)
+    logistic_noise = torch.logit(torch.rand_like(r), eps=_EPS)
+    p_up = torch.sigmoid(logit_difference + logistic_noise)
     return floor + p_up
 
 
