@@ -1,0 +1,43 @@
+"""nerfstudio Encoding adapter: a multi-resolution grid whose rows come from a FeatureTable."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from jaxtyping import Float
+from nerfstudio.field_components.encodings import Encoding
+from torch import Tensor
+
+from nerfcompress.grid import GridLayout, interp_torch
+from nerfcompress.tables import FeatureTable
+
+
+class GridEncoding(Encoding):
+    """Drop-in replacement for nerfstudio's ``HashEncoding`` on the tiny-cuda-nn layout.
+
+    The table is decoded once per forward (once per training step, since nerfacto calls each
+    grid once per step) and cached in evaluation, then interpolated for all points.
+
+    Args:
+        layout: grid layout (levels, resolutions, rows per level).
+        table: what the rows hold; ``table.num_rows`` must equal ``layout.num_rows``.
+    """
+
+    def __init__(self, layout: GridLayout, table: FeatureTable) -> None:
+        super().__init__(in_dim=layout.num_dims)
+        if table.num_rows != layout.num_rows or table.num_features != layout.features_per_level:
+            raise ValueError(
+                f"table is [{table.num_rows}, {table.num_features}] but the layout needs "
+                f"[{layout.num_rows}, {layout.features_per_level}]"
+            )
+        self.layout = layout
+        self.table = table
+        self.num_active_levels: Optional[int] = None  # None: all levels (coarse-to-fine sets fewer)
+
+    def get_out_dim(self) -> int:
+        return self.layout.output_dim
+
+    def forward(self, in_tensor: Float[Tensor, "*bs input_dim"]) -> Float[Tensor, "*bs output_dim"]:
+        flat = in_tensor.reshape(-1, self.layout.num_dims)
+        features = interp_torch(self.layout, self.table(), flat, self.num_active_levels)
+        return features.reshape(*in_tensor.shape[:-1], self.layout.output_dim)

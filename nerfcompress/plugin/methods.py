@@ -1,0 +1,118 @@
+"""Method registrations (entry point group ``nerfstudio.method_configs``).
+
+Each method mirrors nerfstudio's nerfacto / nerfacto-big trainer settings, replacing the grids
+and adding the optimizer groups our tables need (``grids`` and, for learned rates, ``entropy``).
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
+from nerfstudio.configs.base_config import ViewerConfig
+from nerfstudio.data.datamanagers.parallel_datamanager import ParallelDataManagerConfig
+from nerfstudio.engine.optimizers import AdamOptimizerConfig, RAdamOptimizerConfig
+from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
+from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
+from nerfstudio.plugins.types import MethodSpecification
+
+from nerfcompress.plugin.compat import allow_nerfstudio_checkpoint_globals
+from nerfcompress.plugin.dataparser import AutoDataParserConfig
+from nerfcompress.plugin.model import (
+    GridNerfactoModelConfig,
+    PlainNerfactoModelConfig,
+    ShaciraNerfactoModelConfig,
+)
+
+# ns-viewer / ns-eval / ns-render load checkpoints with torch's weights_only unpickler.
+allow_nerfstudio_checkpoint_globals()
+
+
+def _optimizers(big: bool, grids_lr: float) -> Dict[str, dict]:
+    """nerfacto's (or nerfacto-big's) optimizers plus ``grids`` and ``entropy`` groups."""
+    optimizer = RAdamOptimizerConfig if big else AdamOptimizerConfig
+    decay = ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=50000 if big else 200000)
+    return {
+        "proposal_networks": {
+            "optimizer": optimizer(lr=1e-2, eps=1e-15),
+            "scheduler": None if big else ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=200000),
+        },
+        "fields": {"optimizer": optimizer(lr=1e-2, eps=1e-15), "scheduler": decay},
+        "grids": {
+            "optimizer": optimizer(lr=grids_lr, eps=1e-15),
+            "scheduler": ExponentialDecaySchedulerConfig(
+                lr_final=grids_lr * 1e-2, max_steps=50000 if big else 200000
+            ),
+        },
+        "entropy": {"optimizer": AdamOptimizerConfig(lr=1e-3, eps=1e-15), "scheduler": None},
+        "camera_opt": {
+            "optimizer": AdamOptimizerConfig(lr=1e-3, eps=1e-15),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=5000),
+        },
+    }
+
+
+_BIG_MODEL_ARGS = dict(
+    num_nerf_samples_per_ray=128,
+    num_proposal_samples_per_ray=(512, 256),
+    hidden_dim=128,
+    hidden_dim_color=128,
+    appearance_embed_dim=128,
+    max_res=4096,
+    proposal_weights_anneal_max_num_iters=5000,
+    log2_hashmap_size=21,
+)
+
+
+def _trainer(method_name: str, model: GridNerfactoModelConfig, big: bool, grids_lr: float) -> TrainerConfig:
+    return TrainerConfig(
+        method_name=method_name,
+        steps_per_eval_batch=500,
+        steps_per_save=2000,
+        max_num_iterations=100000 if big else 30000,
+        mixed_precision=True,
+        pipeline=VanillaPipelineConfig(
+            datamanager=ParallelDataManagerConfig(
+                dataparser=AutoDataParserConfig(),
+                train_num_rays_per_batch=8192 if big else 4096,
+                eval_num_rays_per_batch=4096,
+            ),
+            model=model,
+        ),
+        optimizers=_optimizers(big, grids_lr),
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 15),
+        vis="viewer",
+    )
+
+
+def _model_args(big: bool) -> dict:
+    common = dict(
+        eval_num_rays_per_chunk=1 << 15,
+        average_init_density=0.01,
+        camera_optimizer=CameraOptimizerConfig(mode="SO3xR3"),
+    )
+    return {**common, **(_BIG_MODEL_ARGS if big else {})}
+
+
+shacira_nerfacto = MethodSpecification(
+    config=_trainer("shacira-nerfacto", ShaciraNerfactoModelConfig(**_model_args(False)), False, 1e-2),
+    description="nerfacto with SHACIRA-compressed grids: entropy-coded integer latents + shared decoder.",
+)
+shacira_nerfacto_big = MethodSpecification(
+    config=_trainer(
+        "shacira-nerfacto-big",
+        ShaciraNerfactoModelConfig(**_model_args(True), anneal_end_step=80000),
+        True,
+        1e-2,
+    ),
+    description="SHACIRA-compressed nerfacto sized like nerfacto-big.",
+)
+plain_nerfacto = MethodSpecification(
+    config=_trainer("plain-nerfacto", PlainNerfactoModelConfig(**_model_args(False)), False, 1e-2),
+    description="Uncompressed baseline: nerfacto with float grids on the same tcnn layout as the compressed methods.",
+)
+plain_nerfacto_big = MethodSpecification(
+    config=_trainer("plain-nerfacto-big", PlainNerfactoModelConfig(**_model_args(True)), True, 1e-2),
+    description="Uncompressed baseline sized like nerfacto-big.",
+)

@@ -1,0 +1,292 @@
+"""nerfacto whose main-field and proposal-network grids are FeatureTables on the tcnn layout.
+
+One model class serves every method; the config subclass decides what a grid row holds
+(``build_table``): float rows for the uncompressed baseline, SHACIRA latents, VQAD indices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Type
+
+import torch
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.field_components.mlp import MLP
+from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
+from nerfstudio.utils import writer
+from nerfstudio.viewer.viewer_elements import ViewerText
+from torch import Tensor, nn
+
+from nerfcompress.grid import GridLayout
+from nerfcompress.plugin.compat import drop_unavailable_lpips, lazy_lpips_in_nerfacto
+from nerfcompress.plugin.encoding import GridEncoding
+from nerfcompress.tables import FeatureTable, PlainTable, RoundingSchedule, ShaciraTable
+
+# nerfacto's HashMLPDensityField defaults, used where a proposal_net_args entry omits a key.
+_PROPOSAL_DEFAULTS = {"num_levels": 8, "max_res": 1024, "base_res": 16, "log2_hashmap_size": 18, "features_per_level": 2}
+_BITS_PER_FLOAT = 16  # MLPs, decoders and embeddings are stored as fp16
+
+
+@dataclass
+class GridNerfactoModelConfig(NerfactoModelConfig):
+    """nerfacto on FeatureTable grids. Subclasses choose the table (``build_table``)."""
+
+    _target: Type = field(default_factory=lambda: GridNerfactoModel)
+    implementation: str = "torch"
+    """MLP backend; torch keeps weights portable for export (tcnn pads its weight blobs)."""
+    size_log_interval: int = 100
+    """Steps between logging the estimated compressed size (a full pass over every grid)."""
+    proposal_log2_hashmap_size: Optional[int] = None
+    """If set, replaces log2_hashmap_size of every proposal grid (handy for small CPU runs)."""
+
+    def __post_init__(self) -> None:
+        if self.size_log_interval < 1:
+            raise ValueError(f"size_log_interval must be >= 1, got {self.size_log_interval}")
+        for name, layout_args in self.grid_layout_args():
+            if not 4 <= layout_args["log2_hashmap_size"] <= 30:
+                raise ValueError(
+                    f"{name}: log2_hashmap_size must be in [4, 30] (hash table size 2**4 .. 2**30), "
+                    f"got {layout_args['log2_hashmap_size']}"
+                )
+            try:
+                grid_layout(layout_args)
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from err
+
+    def grid_layout_args(self) -> List[Tuple[str, dict]]:
+        """(config name, layout arguments) of the main grid and each proposal grid."""
+        main = {
+            "num_levels": self.num_levels,
+            "base_res": self.base_res,
+            "max_res": self.max_res,
+            "log2_hashmap_size": self.log2_hashmap_size,
+            "features_per_level": self.features_per_level,
+        }
+        out = [("main field grid", main)]
+        for i, args in enumerate(self.proposal_net_args_list):
+            merged = {k: args.get(k, default) for k, default in _PROPOSAL_DEFAULTS.items()}
+            if self.proposal_log2_hashmap_size is not None:
+                merged["log2_hashmap_size"] = self.proposal_log2_hashmap_size
+            out.append((f"proposal_net_args_list[{i}]", merged))
+        return out
+
+    def build_table(self, layout: GridLayout) -> FeatureTable:
+        """The table that stores this grid's rows."""
+        raise NotImplementedError
+
+    def rate_loss_weight(self) -> float:
+        """lambda of the rate loss; 0 for tables without a learned rate."""
+        return 0.0
+
+
+def grid_layout(args: dict) -> GridLayout:
+    """3D tcnn layout from nerfacto-style arguments (base_res, max_res, num_levels, ...)."""
+    return GridLayout.from_resolution_range(
+        num_dims=3,
+        num_levels=args["num_levels"],
+        min_resolution=args["base_res"],
+        max_resolution=args["max_res"],
+        log2_hashmap_size=args["log2_hashmap_size"],
+        features_per_level=args["features_per_level"],
+    )
+
+
+@dataclass
+class PlainNerfactoModelConfig(GridNerfactoModelConfig):
+    """Uncompressed baseline: float rows on the same layout as the compressed methods."""
+
+    def build_table(self, layout: GridLayout) -> FeatureTable:
+        return PlainTable(layout.num_rows, layout.features_per_level)
+
+
+@dataclass
+class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
+    """SHACIRA: integer latents, a shared linear decoder and a learned rate term."""
+
+    latent_dim: int = 2
+    """Latents per grid row (D); the decoder maps D -> features_per_level."""
+    rate_weight: float = 1e-3
+    """lambda: weight of the rate loss, in units of bits per grid row."""
+    temperature_start: float = 1.0
+    """Soft-rounding temperature at anneal_start_step."""
+    temperature_end: float = 0.05
+    """Soft-rounding temperature at anneal_end_step, after which rounding is hard (straight-through)."""
+    anneal_start_step: int = 0
+    """Step at which the temperature starts to decay."""
+    anneal_end_step: int = 24000
+    """Step at which soft rounding ends and hard rounding with a straight-through estimator begins."""
+    latent_init_scale: float = 0.5
+    """Latents start uniform in [-s, s]."""
+    decoder_init_scale: float = 0.05
+    """Decoder weights start uniform in [-s, s]."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.latent_dim <= 8:
+            raise ValueError(f"latent_dim must be in [1, 8], got {self.latent_dim}")
+        if not self.rate_weight >= 0:
+            raise ValueError(f"rate_weight (lambda) must be >= 0, got {self.rate_weight}")
+        if not self.latent_init_scale >= 0:
+            raise ValueError(f"latent_init_scale must be >= 0, got {self.latent_init_scale}")
+        self.rounding_schedule()  # validates the temperature schedule
+
+    def rounding_schedule(self) -> RoundingSchedule:
+        return RoundingSchedule(
+            temperature_start=self.temperature_start,
+            temperature_end=self.temperature_end,
+            anneal_start_step=self.anneal_start_step,
+            anneal_end_step=self.anneal_end_step,
+        )
+
+    def build_table(self, layout: GridLayout) -> FeatureTable:
+        return ShaciraTable(
+            layout.num_rows,
+            layout.features_per_level,
+            latent_dim=self.latent_dim,
+            latent_init_scale=self.latent_init_scale,
+            decoder_init_scale=self.decoder_init_scale,
+            schedule=self.rounding_schedule(),
+        )
+
+    def rate_loss_weight(self) -> float:
+        return self.rate_weight
+
+
+class GridNerfactoModel(NerfactoModel):
+    """nerfacto with every hash grid replaced by a :class:`GridEncoding` over a FeatureTable."""
+
+    config: GridNerfactoModelConfig
+
+    def populate_modules(self) -> None:
+        with lazy_lpips_in_nerfacto():
+            super().populate_modules()
+        args = self.config.grid_layout_args()
+        main_encoding = GridEncoding(grid_layout(args[0][1]), self.config.build_table(grid_layout(args[0][1])))
+        self.field.mlp_base = nn.Sequential(
+            main_encoding,
+            MLP(
+                in_dim=main_encoding.get_out_dim(),
+                num_layers=2,  # NerfactoField's default
+                layer_width=self.config.hidden_dim,
+                out_dim=1 + self.field.geo_feat_dim,
+                activation=nn.ReLU(),
+                out_activation=None,
+                implementation="torch",
+            ),
+        )
+        for network, (_, layout_args) in zip(self.proposal_networks, args[1:]):
+            layout = grid_layout(layout_args)
+            network.encoding = GridEncoding(layout, self.config.build_table(layout))
+            if not network.use_linear:
+                network.mlp_base = nn.Sequential(network.encoding, network.mlp_base[1])
+        self.viewer_estimated_size = ViewerText(
+            "Estimated size (MB, estimate)", default_value="not measured yet", disabled=True
+        )
+
+    def grid_encodings(self) -> List[GridEncoding]:
+        """Main-field grid first, then the proposal grids."""
+        return [self.field.mlp_base[0], *(net.encoding for net in self.proposal_networks)]
+
+    def tables(self) -> List[FeatureTable]:
+        return [encoding.table for encoding in self.grid_encodings()]
+
+    def get_param_groups(self) -> Dict[str, List[nn.Parameter]]:
+        groups = super().get_param_groups()
+        table_groups: Dict[str, List[nn.Parameter]] = {}
+        for table in self.tables():
+            for name, params in table.parameter_groups().items():
+                table_groups.setdefault(name, []).extend(params)
+        table_param_ids = {id(p) for params in table_groups.values() for p in params}
+        for name in ("proposal_networks", "fields"):
+            groups[name] = [p for p in groups[name] if id(p) not in table_param_ids]
+        groups.update(table_groups)
+        return groups
+
+    def set_step(self, step: int) -> None:
+        """Passes the training step to every table (SHACIRA's temperature, LOD schedules)."""
+        for table in self.tables():
+            table.set_step(step)
+
+    def get_training_callbacks(
+        self, training_callback_attributes: TrainingCallbackAttributes
+    ) -> List[TrainingCallback]:
+        callbacks = super().get_training_callbacks(training_callback_attributes)
+        callbacks.append(
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION],
+                update_every_num_iters=1,
+                func=self.set_step,
+            )
+        )
+        callbacks.append(
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                update_every_num_iters=self.config.size_log_interval,
+                func=self.log_estimated_size,
+            )
+        )
+        return callbacks
+
+    def rate_bits(self) -> Tensor:
+        """Differentiable rate of all grids in bits (scalar)."""
+        return torch.stack([table.rate_bits() for table in self.tables()]).sum()
+
+    def num_grid_rows(self) -> int:
+        return sum(table.num_rows for table in self.tables())
+
+    @torch.no_grad()
+    def estimated_size_bytes(self) -> Dict[str, float]:
+        """Estimated bytes of the exported model, by part (an estimate, not a file size).
+
+        ``grids``: each table's own estimate (entropy-coded latents / fp16 rows);
+        ``networks``: every other parameter that rendering needs, as fp16 (the appearance
+        embedding contributes only its average vector, as the viewer uses).
+        """
+        table_param_ids = {id(p) for table in self.tables() for p in table.parameters()}
+        skipped = {id(p) for p in self.camera_optimizer.parameters()}
+        network_bits = 0
+        embedding = getattr(self.field, "embedding_appearance", None)
+        if embedding is not None:
+            skipped |= {id(p) for p in embedding.parameters()}
+            network_bits += _BITS_PER_FLOAT * embedding.get_out_dim()
+        for param in self.parameters():
+            if id(param) not in table_param_ids and id(param) not in skipped:
+                network_bits += _BITS_PER_FLOAT * param.numel()
+        grid_bits = sum(table.size_estimate_bits() for table in self.tables())
+        return {"grids": grid_bits / 8, "networks": network_bits / 8, "total": (grid_bits + network_bits) / 8}
+
+    def log_estimated_size(self, step: int) -> None:
+        """Logs the estimated size to the writer (tensorboard) and the web viewer."""
+        size = self.estimated_size_bytes()
+        writer.put_scalar("estimated_size_MB (estimate)", size["total"] / 1e6, step)
+        writer.put_scalar("estimated_grid_size_MB (estimate)", size["grids"] / 1e6, step)
+        self.viewer_estimated_size.value = (
+            f"{size['total'] / 1e6:.3f} MB total, {size['grids'] / 1e6:.3f} MB grids (step {step})"
+        )
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        metrics_dict = super().get_metrics_dict(outputs, batch)
+        if self.training and self.config.rate_loss_weight() > 0:
+            rate_bits = self.rate_bits()
+            metrics_dict["rate_bits"] = rate_bits
+            metrics_dict["bits_per_grid_row"] = rate_bits.detach() / self.num_grid_rows()
+        if self.training:
+            metrics_dict.update(self.tables()[0].training_state())
+        return metrics_dict
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
+        if metrics_dict is not None and "rate_bits" in metrics_dict:
+            rate_per_row = metrics_dict["rate_bits"] / self.num_grid_rows()
+            loss_dict["rate_loss"] = self.config.rate_loss_weight() * rate_per_row
+        return loss_dict
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        metrics_dict, images_dict = super().get_image_metrics_and_images(outputs, batch)
+        metrics_dict = drop_unavailable_lpips(metrics_dict)
+        size = self.estimated_size_bytes()
+        metrics_dict["estimated_size_bytes"] = size["total"]
+        metrics_dict["estimated_grid_size_bytes"] = size["grids"]
+        return metrics_dict, images_dict

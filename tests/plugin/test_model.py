@@ -1,0 +1,114 @@
+import pytest
+import torch
+from nerfstudio.data.scene_box import SceneBox
+
+from nerfcompress.plugin.encoding import GridEncoding
+from nerfcompress.plugin.model import (
+    GridNerfactoModel,
+    PlainNerfactoModelConfig,
+    ShaciraNerfactoModelConfig,
+)
+from nerfcompress.tables import PlainTable, ShaciraTable
+
+SMALL = dict(
+    num_levels=4,
+    max_res=64,
+    log2_hashmap_size=10,
+    proposal_log2_hashmap_size=8,
+    hidden_dim=16,
+    hidden_dim_color=16,
+    num_nerf_samples_per_ray=8,
+    num_proposal_samples_per_ray=(8, 8),
+)
+
+
+def _model(config) -> GridNerfactoModel:
+    torch.manual_seed(0)
+    box = SceneBox(aabb=torch.tensor([[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]]))
+    return config.setup(scene_box=box, num_train_data=4, metadata={})
+
+
+@pytest.fixture(scope="module")
+def shacira_model() -> GridNerfactoModel:
+    return _model(ShaciraNerfactoModelConfig(**SMALL, rate_weight=1e-2))
+
+
+def test_every_grid_is_a_grid_encoding_with_the_configured_table(shacira_model):
+    encodings = shacira_model.grid_encodings()
+    assert len(encodings) == 1 + len(shacira_model.proposal_networks)
+    assert all(isinstance(e, GridEncoding) and isinstance(e.table, ShaciraTable) for e in encodings)
+    main = encodings[0].layout
+    assert (main.num_levels, main.hashmap_size) == (4, 2**10)
+    assert all(e.layout.hashmap_size == 2**8 for e in encodings[1:])
+    plain = _model(PlainNerfactoModelConfig(**SMALL))
+    assert all(isinstance(t, PlainTable) for t in plain.tables())
+
+
+def test_no_nerfstudio_hash_table_is_left_in_the_model(shacira_model):
+    from nerfstudio.field_components.encodings import HashEncoding
+
+    assert not any(isinstance(m, HashEncoding) for m in shacira_model.modules())
+
+
+def test_param_groups_partition_parameters_with_tables_in_their_own_groups(shacira_model):
+    groups = shacira_model.get_param_groups()
+    ids = [id(p) for params in groups.values() for p in params]
+    assert len(ids) == len(set(ids)), "a parameter is in two optimizer groups"
+    trainable = {id(p) for name, p in shacira_model.named_parameters() if name != "device_indicator_param"}
+    assert set(ids) == trainable
+    latents = {id(t.latents) for t in shacira_model.tables()}
+    assert latents <= {id(p) for p in groups["grids"]}
+    priors = {id(p) for t in shacira_model.tables() for p in t.prior.parameters()}
+    assert priors == {id(p) for p in groups["entropy"]}
+
+
+def test_rate_loss_reaches_latents_of_every_grid(shacira_model):
+    shacira_model.train()
+    metrics = {"rate_bits": shacira_model.rate_bits()}
+    rate_per_row = metrics["rate_bits"] / shacira_model.num_grid_rows()
+    (shacira_model.config.rate_loss_weight() * rate_per_row).backward()
+    for table in shacira_model.tables():
+        assert table.latents.grad is not None and table.latents.grad.abs().sum() > 0
+    shacira_model.zero_grad()
+
+
+def test_step_callback_sets_rounding_phase_of_every_table():
+    config = ShaciraNerfactoModelConfig(**SMALL, anneal_start_step=0, anneal_end_step=100, temperature_end=0.1)
+    model = _model(config)
+    model.set_step(50)
+    expected = config.rounding_schedule().temperature(50)
+    assert all(float(t.temperature) == pytest.approx(expected) for t in model.tables())
+    model.set_step(100)
+    assert all(bool(t.hard_rounding) for t in model.tables())
+
+
+def test_estimated_size_counts_grids_and_fp16_networks(shacira_model):
+    size = shacira_model.estimated_size_bytes()
+    grid_bits = sum(t.size_estimate_bits() for t in shacira_model.tables())
+    assert size["grids"] == pytest.approx(grid_bits / 8)
+    assert size["total"] == pytest.approx(size["grids"] + size["networks"])
+    plain = _model(PlainNerfactoModelConfig(**SMALL))
+    rows = sum(t.num_rows for t in plain.tables())
+    assert plain.estimated_size_bytes()["grids"] == 2 * 2 * rows  # fp16, F = 2
+
+
+def test_lpips_is_lazy_and_not_in_the_state_dict(shacira_model):
+    assert not any(key.startswith("lpips") for key in shacira_model.state_dict())
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(latent_dim=0), "latent_dim"),
+        (dict(latent_dim=-3), "latent_dim"),
+        (dict(rate_weight=-1.0), "rate_weight"),
+        (dict(log2_hashmap_size=40), "log2_hashmap_size"),
+        (dict(proposal_log2_hashmap_size=2), "log2_hashmap_size"),
+        (dict(anneal_start_step=1000, anneal_end_step=10), "anneal_end_step"),
+        (dict(temperature_end=0.0), "temperature_end"),
+        (dict(num_levels=0), "num_levels"),
+    ],
+)
+def test_nonsense_parameters_are_rejected_when_the_config_is_built(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        ShaciraNerfactoModelConfig(**{**SMALL, **kwargs})
