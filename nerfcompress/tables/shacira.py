@@ -7,7 +7,7 @@ factorised density per latent channel gives a differentiable rate that the loss 
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +27,8 @@ class ShaciraTable(FeatureTable):
         latent_init_scale: latents start uniform in ``[-s, s]``.
         decoder_init_scale: decoder weights start uniform in ``[-s, s]``, bias at zero.
         prior_filters: hidden widths of the factorised density (Ballé et al. 2018).
-        schedule: soft-rounding temperature schedule applied by :meth:`set_step`.
+        schedule: soft-rounding temperature schedule applied by :meth:`set_step` (default: the
+            default :class:`RoundingSchedule`).
     """
 
     def __init__(
@@ -38,7 +39,7 @@ class ShaciraTable(FeatureTable):
         latent_init_scale: float = 0.5,
         decoder_init_scale: float = 0.05,
         prior_filters: Sequence[int] = (3, 3, 3),
-        schedule: RoundingSchedule = RoundingSchedule(),
+        schedule: Optional[RoundingSchedule] = None,
     ) -> None:
         super().__init__(num_rows, num_features)
         if latent_dim < 1:
@@ -46,7 +47,7 @@ class ShaciraTable(FeatureTable):
         if latent_init_scale < 0:
             raise ValueError(f"latent_init_scale must be >= 0, got {latent_init_scale}")
         self.latent_dim = int(latent_dim)
-        self.schedule = schedule
+        self.schedule = schedule if schedule is not None else RoundingSchedule()
         self.latents = nn.Parameter(  # [rows, D]
             torch.empty(num_rows, latent_dim).uniform_(-latent_init_scale, latent_init_scale)
         )
@@ -54,8 +55,8 @@ class ShaciraTable(FeatureTable):
         nn.init.uniform_(self.decoder.weight, -decoder_init_scale, decoder_init_scale)
         nn.init.zeros_(self.decoder.bias)
         self.prior = FactorizedPrior(latent_dim, filters=tuple(prior_filters))
-        self.register_buffer("temperature", torch.tensor(schedule.temperature(0)))  # soft-rounding tau
-        self.register_buffer("hard_rounding", torch.tensor(schedule.hard_rounding(0)))  # straight-through phase
+        self.register_buffer("temperature", torch.tensor(self.schedule.temperature(0)))  # soft-rounding tau
+        self.register_buffer("hard_rounding", torch.tensor(self.schedule.hard_rounding(0)))  # straight-through phase
 
     def set_step(self, step: int) -> None:
         """Sets the training-time quantiser from the schedule at ``step``."""

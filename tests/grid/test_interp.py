@@ -86,7 +86,7 @@ def test_dense_levels_reproduce_linear_function(num_dims):
     coeffs = torch.randn(2, num_dims, dtype=torch.float64)  # [F, D]
     bias = torch.randn(2, dtype=torch.float64)
     table = torch.zeros(layout.num_rows, 2, dtype=torch.float64)
-    for level, (res, offset) in enumerate(zip(layout.level_resolutions, layout.level_offsets)):
+    for res, offset in zip(layout.level_resolutions, layout.level_offsets):
         axes = torch.meshgrid(*[torch.arange(res, dtype=torch.float64)] * num_dims, indexing="ij")
         # vertex (i0, i1, ...) lives at dense row i0 + i1 * res + ...: flatten with dim 0 fastest.
         coords = torch.stack([a.permute(*reversed(range(num_dims))).reshape(-1) for a in axes], -1)

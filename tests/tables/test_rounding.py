@@ -65,7 +65,7 @@ def test_schedule_endpoints_and_geometric_decay():
     assert s.temperature(300) == pytest.approx(0.01)
     assert s.temperature(10_000) == pytest.approx(0.01)
     temps = [s.temperature(k) for k in range(0, 400, 10)]
-    assert all(a >= b for a, b in zip(temps, temps[1:]))
+    assert all(a >= b for a, b in zip(temps, temps[1:], strict=False))
     assert not s.hard_rounding(299) and s.hard_rounding(300)
 
 

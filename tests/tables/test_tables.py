@@ -90,7 +90,9 @@ def test_shacira_size_estimate_matches_eval_rate_plus_fp16_decoder():
     assert table.prior.training  # restored
 
 
-@pytest.mark.parametrize("kwargs, name", [(dict(latent_dim=0), "latent_dim"), (dict(latent_init_scale=-1.0), "latent_init_scale")])
+@pytest.mark.parametrize(
+    "kwargs, name", [(dict(latent_dim=0), "latent_dim"), (dict(latent_init_scale=-1.0), "latent_init_scale")]
+)
 def test_shacira_rejects_nonsense(kwargs, name):
     with pytest.raises(ValueError, match=name):
         ShaciraTable(8, 2, **kwargs)
