@@ -23,6 +23,7 @@ from nerfcompress.plugin.model import (
     GridNerfactoModelConfig,
     PlainNerfactoModelConfig,
     ShaciraNerfactoModelConfig,
+    VqadNerfactoModelConfig,
 )
 
 # ns-viewer / ns-eval / ns-render load checkpoints with torch's weights_only unpickler.
@@ -115,4 +116,15 @@ plain_nerfacto = MethodSpecification(
 plain_nerfacto_big = MethodSpecification(
     config=_trainer("plain-nerfacto-big", PlainNerfactoModelConfig(**_model_args(True)), True, 1e-2),
     description="Uncompressed baseline sized like nerfacto-big.",
+)
+
+# kaolin-wisp trains VQAD's grid with grid_lr_weight = 100 times the MLP learning rate.
+_VQAD_GRIDS_LR = 100 * 1e-2
+vqad_nerfacto = MethodSpecification(
+    config=_trainer("vqad-nerfacto", VqadNerfactoModelConfig(**_model_args(False)), False, _VQAD_GRIDS_LR),
+    description="nerfacto with VQAD-compressed grids: a learned b-bit codebook index per grid row.",
+)
+vqad_nerfacto_big = MethodSpecification(
+    config=_trainer("vqad-nerfacto-big", VqadNerfactoModelConfig(**_model_args(True)), True, _VQAD_GRIDS_LR),
+    description="VQAD-compressed nerfacto sized like nerfacto-big.",
 )

@@ -17,13 +17,20 @@ from nerfstudio.utils import writer
 from nerfstudio.viewer.viewer_elements import ViewerText
 from torch import Tensor, nn
 
-from nerfcompress.grid import GridLayout
+from nerfcompress.grid import GridLayout, coarse_to_fine_levels
 from nerfcompress.plugin.compat import drop_unavailable_lpips, lazy_lpips_in_nerfacto
 from nerfcompress.plugin.encoding import GridEncoding
-from nerfcompress.tables import FeatureTable, PlainTable, RoundingSchedule, ShaciraTable
+from nerfcompress.tables import FeatureTable, PlainTable, RoundingSchedule, ShaciraTable, VqadTable
+from nerfcompress.tables.vqad import MAX_BITS
 
 # nerfacto's HashMLPDensityField defaults, used where a proposal_net_args entry omits a key.
-_PROPOSAL_DEFAULTS = {"num_levels": 8, "max_res": 1024, "base_res": 16, "log2_hashmap_size": 18, "features_per_level": 2}
+_PROPOSAL_DEFAULTS = {
+    "num_levels": 8,
+    "max_res": 1024,
+    "base_res": 16,
+    "log2_hashmap_size": 18,
+    "features_per_level": 2,
+}
 _BITS_PER_FLOAT = 16  # MLPs, decoders and embeddings are stored as fp16
 
 
@@ -38,10 +45,19 @@ class GridNerfactoModelConfig(NerfactoModelConfig):
     """Steps between logging the estimated compressed size (a full pass over every grid)."""
     proposal_log2_hashmap_size: Optional[int] = None
     """If set, replaces log2_hashmap_size of every proposal grid (handy for small CPU runs)."""
+    coarse_to_fine_min_levels: Optional[int] = None
+    """Coarse-to-fine training: each step keeps a random number of the main grid's levels in
+    [min, num_levels] and zeroes the finer ones, so that a prefix of the levels is a usable lower
+    level of detail (proposal grids keep all levels; evaluation uses all). None = off."""
 
     def __post_init__(self) -> None:
         if self.size_log_interval < 1:
             raise ValueError(f"size_log_interval must be >= 1, got {self.size_log_interval}")
+        min_levels = self.coarse_to_fine_min_levels
+        if min_levels is not None and not 1 <= min_levels <= self.num_levels:
+            raise ValueError(
+                f"coarse_to_fine_min_levels must be None or in 1..num_levels={self.num_levels}, got {min_levels}"
+            )
         for name, layout_args in self.grid_layout_args():
             if not 4 <= layout_args["log2_hashmap_size"] <= 30:
                 raise ValueError(
@@ -152,6 +168,36 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
         return self.rate_weight
 
 
+@dataclass
+class VqadNerfactoModelConfig(GridNerfactoModelConfig):
+    """VQAD: a b-bit codebook index per grid row and one learned codebook per level."""
+
+    bits: int = 4
+    """Index width b (1..8); each level's codebook has 2**b entries of features_per_level floats."""
+    codebook_init_scale: float = 0.01
+    """Codebook entries start normal with this standard deviation (the reference's feature_std)."""
+    logit_init_scale: float = 0.01
+    """Soft-index logits start normal with this standard deviation (the reference's feature_std)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
+            raise ValueError(f"bits must be an int in 1..{MAX_BITS} (codebook size 2..256), got {self.bits!r}")
+        if not self.codebook_init_scale >= 0:
+            raise ValueError(f"codebook_init_scale must be >= 0, got {self.codebook_init_scale}")
+        if not self.logit_init_scale >= 0:
+            raise ValueError(f"logit_init_scale must be >= 0, got {self.logit_init_scale}")
+
+    def build_table(self, layout: GridLayout) -> FeatureTable:
+        return VqadTable(
+            layout.level_rows,
+            layout.features_per_level,
+            bits=self.bits,
+            codebook_init_scale=self.codebook_init_scale,
+            logit_init_scale=self.logit_init_scale,
+        )
+
+
 class GridNerfactoModel(NerfactoModel):
     """nerfacto with every hash grid replaced by a :class:`GridEncoding` over a FeatureTable."""
 
@@ -174,7 +220,7 @@ class GridNerfactoModel(NerfactoModel):
                 implementation="torch",
             ),
         )
-        for network, (_, layout_args) in zip(self.proposal_networks, args[1:]):
+        for network, (_, layout_args) in zip(self.proposal_networks, args[1:], strict=True):
             layout = grid_layout(layout_args)
             network.encoding = GridEncoding(layout, self.config.build_table(layout))
             if not network.use_linear:
@@ -203,9 +249,22 @@ class GridNerfactoModel(NerfactoModel):
         return groups
 
     def set_step(self, step: int) -> None:
-        """Passes the training step to every table (SHACIRA's temperature, LOD schedules)."""
+        """Applies the schedules at ``step``: every table's (SHACIRA's temperature) and the
+        coarse-to-fine level count of the main grid."""
         for table in self.tables():
             table.set_step(step)
+        if self.config.coarse_to_fine_min_levels is not None:
+            main = self.grid_encodings()[0]
+            main.num_active_levels = coarse_to_fine_levels(
+                step, self.config.coarse_to_fine_min_levels, main.layout.num_levels
+            )
+
+    def train(self, mode: bool = True) -> "GridNerfactoModel":
+        """Evaluation renders every level: leaving training drops the coarse-to-fine truncation
+        (the next ``set_step`` draws it again)."""
+        if not mode:
+            self.grid_encodings()[0].num_active_levels = None
+        return super().train(mode)
 
     def get_training_callbacks(
         self, training_callback_attributes: TrainingCallbackAttributes
@@ -272,6 +331,9 @@ class GridNerfactoModel(NerfactoModel):
             metrics_dict["bits_per_grid_row"] = rate_bits.detach() / self.num_grid_rows()
         if self.training:
             metrics_dict.update(self.tables()[0].training_state())
+            active_levels = self.grid_encodings()[0].num_active_levels
+            if active_levels is not None:
+                metrics_dict["active_levels"] = float(active_levels)
         return metrics_dict
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:

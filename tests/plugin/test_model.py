@@ -2,13 +2,15 @@ import pytest
 import torch
 from nerfstudio.data.scene_box import SceneBox
 
+from nerfcompress.grid import coarse_to_fine_levels, interp_torch
 from nerfcompress.plugin.encoding import GridEncoding
 from nerfcompress.plugin.model import (
     GridNerfactoModel,
     PlainNerfactoModelConfig,
     ShaciraNerfactoModelConfig,
+    VqadNerfactoModelConfig,
 )
-from nerfcompress.tables import PlainTable, ShaciraTable
+from nerfcompress.tables import PlainTable, ShaciraTable, VqadTable
 
 SMALL = dict(
     num_levels=4,
@@ -112,3 +114,60 @@ def test_lpips_is_lazy_and_not_in_the_state_dict(shacira_model):
 def test_nonsense_parameters_are_rejected_when_the_config_is_built(kwargs, name):
     with pytest.raises(ValueError, match=name):
         ShaciraNerfactoModelConfig(**{**SMALL, **kwargs})
+
+
+def test_vqad_config_builds_vqad_tables_with_its_bits_on_every_grid():
+    model = _model(VqadNerfactoModelConfig(**SMALL, bits=3))
+    tables = model.tables()
+    assert all(isinstance(t, VqadTable) and t.bits == 3 for t in tables)
+    assert all(t.level_rows == e.layout.level_rows for t, e in zip(tables, model.grid_encodings()))
+    grids = {id(p) for p in model.get_param_groups()["grids"]}
+    assert all(id(t.logits) in grids and id(t.codebooks) in grids for t in tables)
+    assert model.estimated_size_bytes()["grids"] == pytest.approx(sum(t.size_estimate_bits() for t in tables) / 8)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(bits=0), "bits"),
+        (dict(bits=9), "bits"),
+        (dict(codebook_init_scale=-1.0), "codebook_init_scale"),
+        (dict(logit_init_scale=-1.0), "logit_init_scale"),
+        (dict(coarse_to_fine_min_levels=0), "coarse_to_fine_min_levels"),
+        (dict(coarse_to_fine_min_levels=5), "coarse_to_fine_min_levels"),
+    ],
+)
+def test_nonsense_vqad_and_coarse_to_fine_parameters_are_rejected(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        VqadNerfactoModelConfig(**{**SMALL, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "config_class", [PlainNerfactoModelConfig, ShaciraNerfactoModelConfig, VqadNerfactoModelConfig]
+)
+def test_coarse_to_fine_truncates_the_main_grid_per_step_and_never_in_eval(config_class):
+    model = _model(config_class(**SMALL, coarse_to_fine_min_levels=2))
+    main, *proposals = model.grid_encodings()
+    model.train()
+    counts = []
+    for step in range(12):
+        model.set_step(step)
+        counts.append(main.num_active_levels)
+        assert all(p.num_active_levels is None for p in proposals)
+    assert counts == [coarse_to_fine_levels(step, 2, 4) for step in range(12)]
+    assert len(set(counts)) > 1 and set(counts) <= {2, 3, 4}
+    step = counts.index(2)
+    model.set_step(step)
+    points = torch.rand(5, 3)
+    assert bool((main(points)[:, 2 * 2 :] == 0).all())  # levels 2 and 3 (F = 2) are zeroed
+    model.eval()
+    assert main.num_active_levels is None
+    with torch.no_grad():
+        assert torch.equal(main(points), interp_torch(main.layout, main.table(), points))
+
+
+def test_coarse_to_fine_is_off_by_default():
+    model = _model(PlainNerfactoModelConfig(**SMALL))
+    model.train()
+    model.set_step(3)
+    assert all(e.num_active_levels is None for e in model.grid_encodings())

@@ -44,7 +44,14 @@ def _reduced(method: str, scene: Path, output_dir: Path, iterations: int = 2) ->
 def test_all_methods_are_registered_with_descriptions():
     from nerfstudio.configs.method_configs import all_descriptions
 
-    assert set(OUR_METHODS) == {"plain-nerfacto", "plain-nerfacto-big", "shacira-nerfacto", "shacira-nerfacto-big"}
+    assert set(OUR_METHODS) == {
+        "plain-nerfacto",
+        "plain-nerfacto-big",
+        "shacira-nerfacto",
+        "shacira-nerfacto-big",
+        "vqad-nerfacto",
+        "vqad-nerfacto-big",
+    }
     assert all(all_descriptions[m] for m in OUR_METHODS)
 
 

@@ -1,0 +1,140 @@
+"""VqadTable: a b-bit codebook index per row, one learned codebook per level.
+
+VQAD (Takikawa et al., "Variable Bitrate Neural Fields", SIGGRAPH 2022). Level ``l`` has a
+codebook ``D_l [K = 2**b, F]``; each of its rows stores an index ``V[r]`` into it, and the row's
+features are ``D_l[V[r]]``. Indexing is not differentiable, so training keeps soft-index logits
+``C [rows, K]`` with ``V = argmax C`` and uses a straight-through estimator:
+
+.. math:: Z = D[\\arg\\max C] + \\sigma(C) D - \\mathrm{sg}(\\sigma(C) D)
+
+The forward value is the hard lookup (exactly; the last two terms cancel to zero first); the
+logits get the gradient of the soft lookup ``softmax(C) @ D`` and the codebook the gradient of
+the hard lookup. This is the gradient of the reference implementation (kaolin-wisp's
+``CodebookOctreeGrid``, which multiplies straight-through one-hot keys by the codebook), computed
+at table level as one ``[rows_l, K] x [K, F]`` matmul per level instead of per sample.
+
+The file stores ``b`` bits per row plus fp16 codebooks; the logits are training state only.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nerfcompress.tables.base import FeatureTable
+
+MAX_BITS = 8  # indices are stored as uint8
+
+
+class VqadTable(FeatureTable):
+    """Vector-quantised rows: soft-index logits for training, hard indices for storage.
+
+    Args:
+        level_rows: rows of each level, level 0 first (``GridLayout.level_rows``); rows of all
+            levels are concatenated in this order.
+        num_features: features per row ``F``.
+        bits: index width ``b`` in 1..8; each level's codebook has ``K = 2**b`` entries.
+        codebook_init_scale: codebook entries start normal with this standard deviation
+            (the reference's ``feature_std``, 0.01 in its NeRF config).
+        logit_init_scale: logits start normal with this standard deviation (the reference uses
+            ``feature_std`` for both).
+
+    Raises:
+        ValueError: ``bits`` outside 1..8, an empty ``level_rows`` or a level with no rows, or a
+            negative init scale.
+    """
+
+    def __init__(
+        self,
+        level_rows: Sequence[int],
+        num_features: int,
+        bits: int = 4,
+        codebook_init_scale: float = 0.01,
+        logit_init_scale: float = 0.01,
+    ) -> None:
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
+            raise ValueError(f"bits must be an int in 1..{MAX_BITS} (codebook size 2..256), got {bits!r}")
+        if len(level_rows) == 0 or any(int(rows) < 1 for rows in level_rows):
+            raise ValueError(f"level_rows must be a non-empty sequence of ints >= 1, got {list(level_rows)}")
+        if not codebook_init_scale >= 0:
+            raise ValueError(f"codebook_init_scale must be >= 0, got {codebook_init_scale}")
+        if not logit_init_scale >= 0:
+            raise ValueError(f"logit_init_scale must be >= 0, got {logit_init_scale}")
+        super().__init__(sum(int(rows) for rows in level_rows), num_features)
+        self.level_rows = tuple(int(rows) for rows in level_rows)
+        self.bits = bits
+        self.codebook_size = 2**bits
+        num_levels = len(self.level_rows)
+        self.logits = nn.Parameter(  # [rows, K]
+            torch.randn(self.num_rows, self.codebook_size) * logit_init_scale
+        )
+        self.codebooks = nn.Parameter(  # [L, K, F]
+            torch.randn(num_levels, self.codebook_size, num_features) * codebook_init_scale
+        )
+        level_of_row = torch.repeat_interleave(torch.arange(num_levels), torch.tensor(self.level_rows))
+        self.register_buffer("level_of_row", level_of_row, persistent=False)  # int64 [rows]
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.level_rows)
+
+    def integer_indices(self) -> Tensor:
+        """The indices the file stores, ``uint8 [rows]`` in ``[0, K)``: argmax of the logits."""
+        return self.logits.detach().argmax(dim=-1).to(torch.uint8)
+
+    def hard_lookup(self, indices: Tensor) -> Tensor:
+        """Rows of each level's codebook, ``[rows, F]``, for indices ``[rows]`` in ``[0, K)``."""
+        flat_indices = self.level_of_row * self.codebook_size + indices.long()  # int64 [rows]
+        return self.codebooks.flatten(0, 1).index_select(0, flat_indices)
+
+    def soft_lookup(self) -> Tensor:
+        """``softmax(C_l) @ D_l`` per level, ``[rows, F]`` (codebooks detached: they learn from
+        the hard lookup, as in the reference)."""
+        probabilities = torch.softmax(self.logits, dim=-1).split(self.level_rows)  # [rows_l, K] each
+        codebooks = self.codebooks.detach()
+        return torch.cat([p @ codebooks[level] for level, p in enumerate(probabilities)])
+
+    def decode(self) -> Tensor:
+        """``[rows, F]``: the hard lookup; in training with the straight-through gradient."""
+        hard = self.hard_lookup(self.logits.detach().argmax(dim=-1))
+        if not self.training:
+            return hard
+        soft = self.soft_lookup()
+        return hard + (soft - soft.detach())  # bracketed: exactly zero, so the value is exactly `hard`
+
+    @torch.no_grad()
+    def assign_codes(self, indices: Tensor, codebooks: Tensor) -> None:
+        """Makes the table decode to ``codebooks[level(r), indices[r]]`` (e.g. after import or
+        post-hoc k-means): the codebooks are copied and the logits become one-hot.
+
+        Args:
+            indices: integer ``[rows]`` in ``[0, K)``.
+            codebooks: ``[L, K, F]``.
+
+        Raises:
+            ValueError: wrong shapes or indices out of range.
+        """
+        if tuple(indices.shape) != (self.num_rows,) or indices.is_floating_point():
+            raise ValueError(
+                f"indices must be an integer tensor [{self.num_rows}], got {indices.dtype} {list(indices.shape)}"
+            )
+        if tuple(codebooks.shape) != tuple(self.codebooks.shape):
+            expected = list(self.codebooks.shape)
+            raise ValueError(f"codebooks must be [L, K, F] = {expected}, got {list(codebooks.shape)}")
+        indices = indices.long()
+        if not 0 <= int(indices.min()) <= int(indices.max()) < self.codebook_size:
+            raise ValueError(
+                f"indices must lie in [0, {self.codebook_size}), got [{int(indices.min())}, {int(indices.max())}]"
+            )
+        self.codebooks.copy_(codebooks)
+        self.logits.zero_().scatter_(1, indices.to(self.logits.device).view(-1, 1), 1.0)
+        self.clear_cache()
+
+    def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
+        return {"grids": [self.logits, self.codebooks]}
+
+    def size_estimate_bits(self) -> float:
+        """Fixed-width ``b``-bit indices plus fp16 codebooks (no entropy coding)."""
+        return float(self.num_rows * self.bits + 16 * self.codebooks.numel())
