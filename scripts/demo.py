@@ -4,7 +4,7 @@ Runs nerfstudio's real commands with the flags in ``configs/demo.yaml`` and prin
 the held-out test views next to each model's estimated compressed size and the uncompressed
 baseline's fp16 grid size.
 
-    .venv/bin/python scripts/demo.py [--config configs/demo.yaml] [--output-dir outputs/demo]
+    .venv/bin/python scripts/demo.py [--config configs/demo.yaml] [--output-dir outputs/demo] [--methods M ...]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import tyro
 import yaml
@@ -57,6 +57,8 @@ class Demo:
     """Demo settings (scene, shared ns-train flags, per-method flags)."""
     output_dir: Path = REPO / "outputs" / "demo"
     """Where the scene, runs, logs and results go."""
+    methods: Optional[Tuple[str, ...]] = None
+    """Methods to run instead of the config's list (same flags); results merge into summary.json."""
 
     def main(self) -> None:
         settings = yaml.safe_load(self.config.read_text())
@@ -66,8 +68,9 @@ class Demo:
         write_synthetic_scene(scene_dir, **settings["scene"])
         CONSOLE.print(f"scene: {scene_dir} ({time.perf_counter() - start:.1f} s)")
         bin_dir = Path(sys.executable).parent
-        results = {}
-        for method in settings["methods"]:
+        summary_path = self.output_dir / "summary.json"
+        results = json.loads(summary_path.read_text()) if self.methods and summary_path.exists() else {}
+        for method in self.methods or settings["methods"]:
             flags = {**settings["train_flags"], **settings.get("method_flags", {}).get(method, {})}
             run_dir = self.output_dir / "runs"
             train_seconds = run(
@@ -91,7 +94,7 @@ class Demo:
             metrics = json.loads(eval_path.read_text())["results"]
             results[method] = {**metrics, "train_seconds": train_seconds, "eval_seconds": eval_seconds}
             CONSOLE.print(f"{method}: trained in {train_seconds:.0f} s, evaluated in {eval_seconds:.0f} s")
-        (self.output_dir / "summary.json").write_text(json.dumps(results, indent=2))
+        summary_path.write_text(json.dumps(results, indent=2))
         self.print_summary(results)
 
     def print_summary(self, results: Dict[str, dict]) -> None:

@@ -171,3 +171,14 @@ def test_coarse_to_fine_is_off_by_default():
     model.train()
     model.set_step(3)
     assert all(e.num_active_levels is None for e in model.grid_encodings())
+
+
+def test_estimated_size_is_shown_in_the_web_viewer(shacira_model):
+    from nerfstudio.viewer.utils import parse_object
+    from nerfstudio.viewer.viewer_elements import ViewerElement
+
+    elements = dict(parse_object(shacira_model, ViewerElement, "Custom Elements"))
+    text = elements["Custom Elements/viewer_estimated_size"]
+    shacira_model.log_estimated_size(7)
+    expected_mb = shacira_model.estimated_size_bytes()["total"] / 1e6
+    assert f"{expected_mb:.3f} MB total" in text.value and "step 7" in text.value
