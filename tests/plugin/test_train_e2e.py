@@ -4,6 +4,8 @@ every method we register, checkpoint loading as ns-eval / ns-viewer do it, and r
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -53,6 +55,14 @@ def test_all_methods_are_registered_with_descriptions():
         "vqad-nerfacto-big",
     }
     assert all(all_descriptions[m] for m in OUR_METHODS)
+
+
+def test_ns_train_help_lists_our_methods():
+    ns_train = Path(sys.executable).parent / "ns-train"
+    result = subprocess.run([str(ns_train), "--help"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for method in OUR_METHODS:
+        assert method in result.stdout
 
 
 @pytest.mark.parametrize("method", OUR_METHODS)
