@@ -10,3 +10,8 @@ class BitstreamError(ValueError):
     are re-raised as this type). The message says what was expected, what was found, and
     what a person can do about it (usually: re-export the file or check the download).
     """
+
+
+class ExportError(ValueError):
+    """A trained run cannot be exported: its config or checkpoint is missing, or its method
+    (or one of its table kinds) has no codec. The message names what can be exported."""

@@ -1,0 +1,262 @@
+"""The ``.ncmp`` file container: magic, version, a small JSON header, CRC-checked sections.
+
+Layout (all integers little-endian)::
+
+    offset  size  field
+    0       4     magic b"NCMP"
+    4       2     format version, uint16 (this code writes and reads FORMAT_VERSION)
+    6       4     header length H, uint32 (at most MAX_HEADER_BYTES)
+    10      4     CRC32 of the H header bytes, uint32
+    14      4     number of sections, uint32
+    18      H     header: a UTF-8 JSON object, zlib-compressed (at most MAX_HEADER_BYTES
+                  once inflated; inflating stops there, so a zip bomb costs nothing)
+    then per section, in file order:
+            1     name length n, uint8 (1 .. MAX_NAME_BYTES)
+            n     name, printable ASCII
+            8     payload length P, uint64
+            4     CRC32 of the name length, name, payload length and payload, uint32
+            P     payload
+
+Nothing follows the last section. Every length read from the file is checked against the
+bytes that remain before anything is allocated, so a corrupt or hostile file costs at most its
+own size in memory. Everything that is wrong with a file raises :class:`BitstreamError`.
+
+Example:
+    >>> data = write_container({"method": "shacira-nerfacto"}, [("cameras", b"...")])
+    >>> header, sections = read_container(data)
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence, Tuple
+
+from nerfcompress.errors import BitstreamError
+
+MAGIC = b"NCMP"
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 1 << 20
+MAX_NAME_BYTES = 64
+
+_PREAMBLE = struct.Struct("<4sHIII")  # magic, version, header length, header CRC32, section count
+_SECTION_FIXED = struct.Struct("<QI")  # payload length, payload CRC32
+_MIN_SECTION_BYTES = 1 + 1 + _SECTION_FIXED.size  # a one-character name and an empty payload
+
+
+@dataclass(frozen=True)
+class SectionIndex:
+    """Where one section's payload lies in the file.
+
+    Attributes:
+        name: the section name.
+        offset: first byte of the payload in the file.
+        length: payload bytes.
+        crc32: the CRC32 the file declares for the section (see :func:`_section_crc`).
+    """
+
+    name: str
+    offset: int
+    length: int
+    crc32: int
+
+
+def section_frame_bytes(name: str) -> int:
+    """Bytes a section costs in the file besides its payload (name and length/CRC fields)."""
+    return 1 + len(_check_name(name)) + _SECTION_FIXED.size
+
+
+def _section_crc(name_bytes: bytes, payload) -> int:
+    """CRC32 of a section's name length, name, payload length and payload, so a damaged
+    name or length is caught as surely as damaged data."""
+    prefix = bytes([len(name_bytes)]) + name_bytes + struct.pack("<Q", len(payload))
+    return zlib.crc32(payload, zlib.crc32(prefix))
+
+
+def _check_name(name: str) -> bytes:
+    """ASCII bytes of a section name; raises ValueError on a bad name."""
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_BYTES:
+        raise ValueError(f"section name must be a str of 1..{MAX_NAME_BYTES} characters, found {name!r}")
+    if not all(33 <= ord(ch) <= 126 for ch in name):
+        raise ValueError(f"section name must be printable ASCII without spaces, found {name!r}")
+    return name.encode("ascii")
+
+
+def write_container(header: Dict[str, Any], sections: Sequence[Tuple[str, bytes]]) -> bytes:
+    """Serialises a header and named sections into one file.
+
+    Args:
+        header: a JSON-serialisable dict (no NaN or infinity), at most ``MAX_HEADER_BYTES``
+            once encoded.
+        sections: ``(name, payload)`` pairs in file order; names unique, printable ASCII.
+
+    Returns:
+        The file bytes.
+
+    Raises:
+        ValueError: if the header is not a dict, is not strict JSON, or is too large; or a
+            section name is invalid or repeated.
+    """
+    if not isinstance(header, dict):
+        raise ValueError(f"header must be a dict, found {type(header).__name__}")
+    text = json.dumps(header, allow_nan=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    if len(text) > MAX_HEADER_BYTES:
+        raise ValueError(f"header is {len(text)} bytes once encoded, the limit is {MAX_HEADER_BYTES}")
+    header_bytes = zlib.compress(text, 9)
+    names = [name for name, _ in sections]
+    if len(set(names)) != len(names):
+        raise ValueError(f"section names must be unique, found {names}")
+    parts = [_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes), zlib.crc32(header_bytes), len(sections))]
+    parts.append(header_bytes)
+    for name, payload in sections:
+        name_bytes = _check_name(name)
+        payload = bytes(payload)
+        crc = _section_crc(name_bytes, payload)
+        parts += [bytes([len(name_bytes)]), name_bytes, _SECTION_FIXED.pack(len(payload), crc)]
+        parts.append(payload)
+    return b"".join(parts)
+
+
+def _reject_constant(name: str) -> None:
+    raise BitstreamError(f"header holds the non-JSON constant {name}; the file is corrupt")
+
+
+def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise BitstreamError(f"header repeats a key among {sorted(keys)}; the file is corrupt")
+    return dict(pairs)
+
+
+def _inflate_header(header_bytes: bytes) -> bytes:
+    """The JSON bytes of a zlib-compressed header, inflating at most ``MAX_HEADER_BYTES``."""
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(header_bytes, MAX_HEADER_BYTES)
+    except zlib.error as exc:
+        raise BitstreamError(f"header is not zlib data ({exc}); the file is corrupt") from exc
+    if inflater.unconsumed_tail:
+        raise BitstreamError(f"header inflates beyond {MAX_HEADER_BYTES} bytes; the file is corrupt")
+    if not inflater.eof or inflater.unused_data:
+        raise BitstreamError("header's zlib stream is incomplete or followed by junk; the file is corrupt")
+    return text
+
+
+def _parse_header(header_bytes: bytes) -> Dict[str, Any]:
+    try:
+        text = _inflate_header(header_bytes).decode("utf-8")
+        header = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise BitstreamError(f"header is not valid UTF-8 JSON ({exc}); the file is corrupt") from exc
+    if not isinstance(header, dict):
+        raise BitstreamError(f"header must be a JSON object, found {type(header).__name__}; the file is corrupt")
+    return header
+
+
+def read_container_index(data: bytes) -> Tuple[Dict[str, Any], List[SectionIndex]]:
+    """Parses the header and locates every section without copying or checking payloads.
+
+    Args:
+        data: the whole file.
+
+    Returns:
+        ``(header, sections)`` with the sections in file order.
+
+    Raises:
+        BitstreamError: if the file is not a nerfcompress file, has an unsupported version,
+            a damaged header, or a length that runs past the end of the file.
+    """
+    view = memoryview(data)
+    size = len(view)
+    if size < _PREAMBLE.size:
+        if bytes(view[:4]) != MAGIC[: min(size, 4)]:
+            raise BitstreamError(f"not a nerfcompress file (magic {bytes(view[:4])!r}, expected {MAGIC!r})")
+        raise BitstreamError(
+            f"file ends after {size} bytes, inside the {_PREAMBLE.size}-byte preamble; it is truncated"
+        )
+    magic, version, header_len, header_crc, num_sections = _PREAMBLE.unpack_from(view, 0)
+    if magic != MAGIC:
+        raise BitstreamError(f"not a nerfcompress file (magic {magic!r}, expected {MAGIC!r})")
+    if version > FORMAT_VERSION:
+        raise BitstreamError(
+            f"format version {version} is newer than this nerfcompress (supports {FORMAT_VERSION}): upgrade"
+        )
+    if version != FORMAT_VERSION:
+        raise BitstreamError(f"format version {version} is not supported (this nerfcompress reads {FORMAT_VERSION})")
+    if header_len > MAX_HEADER_BYTES:
+        raise BitstreamError(
+            f"header declares {header_len} bytes, the limit is {MAX_HEADER_BYTES}; the file is corrupt"
+        )
+    offset = _PREAMBLE.size
+    if header_len > size - offset:
+        raise BitstreamError(
+            f"file ends after {size} bytes but the header declares {header_len} bytes from offset {offset}; "
+            "it is truncated"
+        )
+    header_bytes = bytes(view[offset : offset + header_len])
+    if zlib.crc32(header_bytes) != header_crc:
+        raise BitstreamError("header CRC32 mismatch; the file is corrupt (re-export it or check the download)")
+    header = _parse_header(header_bytes)
+    offset += header_len
+    if num_sections > (size - offset) // _MIN_SECTION_BYTES:
+        raise BitstreamError(
+            f"file declares {num_sections} sections but only {size - offset} bytes follow the header; "
+            "it is truncated or corrupt"
+        )
+    sections: List[SectionIndex] = []
+    for index in range(num_sections):
+        if size - offset < _MIN_SECTION_BYTES:
+            raise BitstreamError(f"file ends after {size} bytes, inside the entry of section #{index}; it is truncated")
+        name_len = view[offset]
+        if not 1 <= name_len <= MAX_NAME_BYTES or name_len + 1 + _SECTION_FIXED.size > size - offset:
+            raise BitstreamError(
+                f"section #{index} at offset {offset} declares a {name_len}-byte name; the file is truncated or corrupt"
+            )
+        name_bytes = bytes(view[offset + 1 : offset + 1 + name_len])
+        if not all(33 <= b <= 126 for b in name_bytes):
+            raise BitstreamError(f"section #{index} has a non-ASCII name {name_bytes!r}; the file is corrupt")
+        name = name_bytes.decode("ascii")
+        offset += 1 + name_len
+        length, crc = _SECTION_FIXED.unpack_from(view, offset)
+        offset += _SECTION_FIXED.size
+        if length > size - offset:
+            raise BitstreamError(
+                f"file ends after {size} bytes but section '{name}' declares {length} bytes from offset {offset}; "
+                "it is truncated"
+            )
+        if any(s.name == name for s in sections):
+            raise BitstreamError(f"section '{name}' appears twice; the file is corrupt")
+        sections.append(SectionIndex(name=name, offset=offset, length=length, crc32=crc))
+        offset += length
+    if offset != size:
+        raise BitstreamError(f"{size - offset} bytes follow the last section; the file is corrupt")
+    return header, sections
+
+
+def read_container(data: bytes) -> Tuple[Dict[str, Any], "OrderedDict[str, bytes]"]:
+    """Parses a file written by :func:`write_container` and checks every CRC32.
+
+    Args:
+        data: the whole file.
+
+    Returns:
+        ``(header, sections)``, the sections as ``name -> payload`` in file order.
+
+    Raises:
+        BitstreamError: as :func:`read_container_index`, or on a payload CRC32 mismatch.
+    """
+    header, index = read_container_index(data)
+    view = memoryview(data)
+    sections: "OrderedDict[str, bytes]" = OrderedDict()
+    for entry in index:
+        payload = bytes(view[entry.offset : entry.offset + entry.length])
+        if _section_crc(entry.name.encode("ascii"), payload) != entry.crc32:
+            raise BitstreamError(
+                f"section '{entry.name}' fails its CRC32 check; the file is corrupt "
+                "(re-export it or check the download)"
+            )
+        sections[entry.name] = payload
+    return header, sections

@@ -1,0 +1,251 @@
+"""FeatureTables <-> file sections: one codec per table kind, dispatched by a registry.
+
+Each grid ``g`` (the model's grids in order: main field first, then the proposal grids) gets
+a JSON entry in the header's ``"grids"`` list (``{"name", "table", "rows", "features", ...}``)
+and one or more sections named ``"<name>.<part>"``:
+
+* ``plain``: ``.rows``, fp16 ``[rows, F]``.
+* ``shacira``: ``.cdf`` (integer coding tables: int32 ``lo [D]``, uint32 ``support [D]``,
+  then every channel's uint32 counts back to back), ``.latents`` (the range-coded integer
+  latents, channel 0 first; rows of level 0 come first within a channel), ``.decoder``
+  (fp16 weight ``[F, D]`` and bias ``[F]``).
+
+The decoder reads only the stored integer tables; the learned prior is not stored. New table
+kinds (VQAD) plug in with :func:`register_table_codec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from nerfcompress.bitstream.tensors import pack_tensors, unpack_tensors
+from nerfcompress.entropy.coder import ChannelTables, build_tables, decode_latents, encode_latents
+from nerfcompress.errors import BitstreamError
+from nerfcompress.tables import FeatureTable, PlainTable, ShaciraTable
+
+Sections = List[Tuple[str, bytes]]
+Encoder = Callable[[FeatureTable, str], Tuple[Dict[str, Any], Sections]]
+Decoder = Callable[[Mapping[str, Any], Mapping[str, bytes], FeatureTable], None]
+
+
+@dataclass(frozen=True)
+class TableCodec:
+    """How one table kind is written and read.
+
+    Attributes:
+        kind: the ``"table"`` value in the header, e.g. ``"shacira"``.
+        table_type: the FeatureTable subclass it encodes.
+        encode: ``(table, name) -> (meta, sections)``; meta is the JSON header entry without
+            ``name``/``table``/``rows``/``features``, sections are named ``"<name>.<part>"``.
+        decode: ``(meta, sections, table) -> None``, fills the table's parameters in place
+            from untrusted meta and sections; raises :class:`BitstreamError`.
+    """
+
+    kind: str
+    table_type: type
+    encode: Encoder
+    decode: Decoder
+
+
+_CODECS: Dict[str, TableCodec] = {}
+
+
+class UnsupportedTableError(ValueError):
+    """A table kind has no registered codec, so a model holding it cannot be exported."""
+
+
+def register_table_codec(codec: TableCodec) -> None:
+    """Makes a table kind known to :func:`encode_tables` / :func:`decode_tables`."""
+    _CODECS[codec.kind] = codec
+
+
+def _codec_for(table: FeatureTable) -> TableCodec:
+    for codec in _CODECS.values():
+        if type(table) is codec.table_type:
+            return codec
+    known = ", ".join(c.table_type.__name__ for c in _CODECS.values())
+    raise UnsupportedTableError(f"no codec for {type(table).__name__}; tables that can be exported: {known}")
+
+
+def _section(sections: Mapping[str, bytes], name: str) -> bytes:
+    if name not in sections:
+        raise BitstreamError(f"section '{name}' is missing; the file is truncated or corrupt")
+    return sections[name]
+
+
+def _load_tensors(
+    spec: Any, payload: bytes, shapes: Mapping[str, Tuple[int, ...]], where: str
+) -> Dict[str, torch.Tensor]:
+    """Float32 tensors from a tensor section, checked against the expected ``shapes``."""
+    arrays = unpack_tensors(spec, payload)
+    found = {name: tuple(a.shape) for name, a in arrays.items()}
+    if found != dict(shapes):
+        raise BitstreamError(f"{where} holds {found}, expected {dict(shapes)}; the file does not match its header")
+    return {name: torch.from_numpy(a.astype(np.float32)) for name, a in arrays.items()}
+
+
+def _encode_plain(table: PlainTable, name: str) -> Tuple[Dict[str, Any], Sections]:
+    spec, payload = pack_tensors({"rows": table.rows}, "<f2")
+    return {"spec": spec}, [(f"{name}.rows", payload)]
+
+
+def _decode_plain(meta: Mapping[str, Any], sections: Mapping[str, bytes], table: PlainTable) -> None:
+    name = meta["name"]
+    rows = _load_tensors(
+        meta.get("spec"), _section(sections, f"{name}.rows"), {"rows": tuple(table.rows.shape)}, f"'{name}.rows'"
+    )["rows"]
+    with torch.no_grad():
+        table.rows.copy_(rows)
+
+
+def pack_channel_tables(tables: ChannelTables) -> bytes:
+    """``lo`` int32 ``[D]``, ``support`` uint32 ``[D]``, then the counts, all little-endian."""
+    support = np.asarray(tables.support, dtype="<u4")
+    return b"".join(
+        [tables.lo.astype("<i4").tobytes(), support.tobytes(), *(f.astype("<u4").tobytes() for f in tables.freq)]
+    )
+
+
+def unpack_channel_tables(payload: bytes, num_channels: int) -> ChannelTables:
+    """Inverse of :func:`pack_channel_tables`; every length is checked before it is used.
+
+    Raises:
+        BitstreamError: if the payload is too short or long for its supports, or the tables
+            are invalid (a zero count, a support below 2, a range outside int32).
+    """
+    if len(payload) < 8 * num_channels:
+        raise BitstreamError(f"coding tables hold {len(payload)} bytes, need at least {8 * num_channels}")
+    lo = np.frombuffer(payload, dtype="<i4", count=num_channels).astype(np.int32)
+    support = np.frombuffer(payload, dtype="<u4", count=num_channels, offset=4 * num_channels).astype(np.int64)
+    if 4 * (2 * num_channels + int(support.sum())) != len(payload):
+        raise BitstreamError(
+            f"coding tables declare supports {support.tolist()} but hold {len(payload)} bytes; the file is corrupt"
+        )
+    freq, offset = [], 8 * num_channels
+    for s in support.tolist():
+        freq.append(np.frombuffer(payload, dtype="<u4", count=s, offset=offset).astype(np.uint32))
+        offset += 4 * s
+    try:
+        return ChannelTables(lo=lo, freq=tuple(freq))
+    except ValueError as exc:
+        raise BitstreamError(f"coding tables are invalid ({exc}); the file is corrupt") from exc
+
+
+def _encode_shacira(table: ShaciraTable, name: str) -> Tuple[Dict[str, Any], Sections]:
+    latents = table.integer_latents().cpu().numpy()  # int32 [rows, D]
+    tables = build_tables(latents, table.prior.pmf)
+    spec, decoder = pack_tensors({"weight": table.decoder.weight, "bias": table.decoder.bias}, "<f2")
+    sections = [
+        (f"{name}.cdf", pack_channel_tables(tables)),
+        (f"{name}.latents", encode_latents(latents, tables)),
+        (f"{name}.decoder", decoder),
+    ]
+    return {"latent_dim": table.latent_dim, "decoder": spec}, sections
+
+
+def decode_shacira_latents(meta: Mapping[str, Any], sections: Mapping[str, bytes], max_rows: int) -> np.ndarray:
+    """The integer latents of a SHACIRA grid: int32 ``[rows, D]``.
+
+    Args:
+        meta: the grid's header entry (untrusted).
+        sections: the file's sections.
+        max_rows: the most rows accepted (the rebuilt grid's row count).
+
+    Raises:
+        BitstreamError: on a malformed entry, missing sections or a damaged stream.
+    """
+    name, rows, dim = meta["name"], meta.get("rows"), meta.get("latent_dim")
+    if not isinstance(rows, int) or isinstance(rows, bool):
+        raise BitstreamError(f"grid '{name}' declares rows={rows!r}; the file is corrupt")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 64:
+        raise BitstreamError(f"grid '{name}' declares latent_dim={dim!r}; the file is corrupt")
+    tables = unpack_channel_tables(_section(sections, f"{name}.cdf"), dim)
+    return decode_latents(_section(sections, f"{name}.latents"), rows, tables, max_rows=max_rows)
+
+
+def _decode_shacira(meta: Mapping[str, Any], sections: Mapping[str, bytes], table: ShaciraTable) -> None:
+    name = meta["name"]
+    if meta.get("latent_dim") != table.latent_dim:
+        raise BitstreamError(
+            f"grid '{name}' stores latent_dim={meta.get('latent_dim')!r}, the model has {table.latent_dim}"
+        )
+    latents = decode_shacira_latents(meta, sections, max_rows=table.num_rows)
+    shapes = {"weight": tuple(table.decoder.weight.shape), "bias": tuple(table.decoder.bias.shape)}
+    decoder = _load_tensors(meta.get("decoder"), _section(sections, f"{name}.decoder"), shapes, f"'{name}.decoder'")
+    with torch.no_grad():
+        table.latents.copy_(torch.from_numpy(latents).to(table.latents.dtype))
+        table.decoder.weight.copy_(decoder["weight"])
+        table.decoder.bias.copy_(decoder["bias"])
+    table.clear_cache()
+
+
+register_table_codec(TableCodec("plain", PlainTable, _encode_plain, _decode_plain))
+register_table_codec(TableCodec("shacira", ShaciraTable, _encode_shacira, _decode_shacira))
+
+
+def encode_tables(tables: Sequence[FeatureTable], names: Sequence[str]) -> Tuple[List[Dict[str, Any]], Sections]:
+    """Header entries and sections for every grid, in grid order.
+
+    Args:
+        tables: the grids' tables (main field first, then proposals).
+        names: a short unique name per grid (section prefixes), e.g. ``"g0"``.
+
+    Returns:
+        ``(grids, sections)``: the header's ``"grids"`` list and the sections in file order.
+
+    Raises:
+        UnsupportedTableError: if a table kind has no codec.
+        ValueError: if names and tables differ in length.
+    """
+    if len(tables) != len(names):
+        raise ValueError(f"expected one name per table, found {len(names)} names for {len(tables)} tables")
+    grids, sections = [], []
+    for table, name in zip(tables, names):
+        codec = _codec_for(table)
+        meta, table_sections = codec.encode(table, name)
+        grids.append(
+            {"name": name, "table": codec.kind, "rows": table.num_rows, "features": table.num_features, **meta}
+        )
+        sections += table_sections
+    return grids, sections
+
+
+def _check_entry(entry: Any, table: FeatureTable, index: int) -> TableCodec:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or entry.get("table") not in _CODECS:
+        known = ", ".join(_CODECS)
+        raise BitstreamError(
+            f"grid #{index} entry is malformed or of an unknown table kind (known: {known}): {entry!r:.200}"
+        )
+    codec = _CODECS[entry["table"]]
+    if type(table) is not codec.table_type:
+        raise BitstreamError(
+            f"grid '{entry['name']}' is stored as '{codec.kind}' but the model builds a {type(table).__name__}"
+        )
+    if entry.get("rows") != table.num_rows or entry.get("features") != table.num_features:
+        raise BitstreamError(
+            f"grid '{entry['name']}' stores [{entry.get('rows')!r}, {entry.get('features')!r}] rows, "
+            f"the model's layout has [{table.num_rows}, {table.num_features}]"
+        )
+    return codec
+
+
+def decode_tables(grids: Any, sections: Mapping[str, bytes], tables: Sequence[FeatureTable]) -> None:
+    """Fills ``tables`` in place from the header's ``"grids"`` list and the sections.
+
+    Args:
+        grids: the header's ``"grids"`` list (untrusted).
+        sections: the file's sections.
+        tables: freshly built tables of the rebuilt model, in grid order.
+
+    Raises:
+        BitstreamError: if the entries do not match the tables or anything fails to decode.
+    """
+    if not isinstance(grids, list) or len(grids) != len(tables):
+        count = len(grids) if isinstance(grids, list) else type(grids).__name__
+        raise BitstreamError(f"header lists {count} grids, the model has {len(tables)}; the file is corrupt")
+    for index, (entry, table) in enumerate(zip(grids, tables)):
+        _check_entry(entry, table, index).decode(entry, sections, table)

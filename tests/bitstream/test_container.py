@@ -1,0 +1,154 @@
+import os
+import random
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from nerfcompress.bitstream.container import (
+    FORMAT_VERSION,
+    MAGIC,
+    read_container,
+    read_container_index,
+    write_container,
+)
+from nerfcompress.errors import BitstreamError
+
+HEADER = {"method": "shacira-nerfacto", "grids": [{"name": "g0", "rows": 8}], "scale": 0.5}
+SECTIONS = [("cameras", b"\x01\x02\x03" * 10), ("g0.latents", bytes(range(200))), ("empty", b"")]
+
+
+@pytest.fixture(scope="module")
+def data() -> bytes:
+    return write_container(HEADER, SECTIONS)
+
+
+def _boundaries(data: bytes) -> list[int]:
+    """Every offset where a header, section entry or payload starts or ends."""
+    _, index = read_container_index(data)
+    cuts = {4, 6, 10, 14, 18}
+    for entry in index:
+        cuts |= {entry.offset - 12 - len(entry.name) - 1, entry.offset - 12, entry.offset, entry.offset + entry.length}
+    return sorted(c for c in cuts if c < len(data))
+
+
+def test_round_trip(data):
+    header, sections = read_container(data)
+    assert header == HEADER
+    assert list(sections.items()) == SECTIONS
+
+
+def test_index_locates_payloads_without_copying(data):
+    header, index = read_container_index(data)
+    assert header == HEADER
+    assert [(e.name, e.length) for e in index] == [(n, len(p)) for n, p in SECTIONS]
+    assert all(data[e.offset : e.offset + e.length] == p for e, (_, p) in zip(index, SECTIONS))
+
+
+def test_truncation_at_every_boundary_and_random_offsets(data):
+    cuts = _boundaries(data) + random.Random(0).sample(range(len(data)), 40)
+    for cut in cuts:
+        with pytest.raises(BitstreamError):
+            read_container(data[:cut])
+
+
+def test_truncated_section_message_names_the_section(data):
+    with pytest.raises(BitstreamError, match=r"file ends after \d+ bytes but section 'g0.latents' declares 200"):
+        read_container(data[: read_container_index(data)[1][1].offset + 100])
+
+
+def test_random_byte_flips_raise_bitstream_error_only(data):
+    rng = random.Random(1)
+    for _ in range(300):
+        damaged = bytearray(data)
+        for _ in range(rng.randint(1, 3)):
+            damaged[rng.randrange(len(damaged))] ^= 1 << rng.randrange(8)
+        if bytes(damaged) == data:
+            continue
+        with pytest.raises(BitstreamError):
+            read_container(bytes(damaged))
+
+
+def test_wrong_magic_is_a_foreign_file(data):
+    with pytest.raises(BitstreamError, match="not a nerfcompress file"):
+        read_container(b"PK\x03\x04" + data[4:])
+    with pytest.raises(BitstreamError, match="not a nerfcompress file"):
+        read_container(b"GIF")
+
+
+def test_newer_version_asks_to_upgrade(data):
+    newer = data[:4] + struct.pack("<H", 7) + data[6:]
+    with pytest.raises(BitstreamError, match=rf"format version 7 is newer .* \(supports {FORMAT_VERSION}\): upgrade"):
+        read_container(newer)
+
+
+def _with_section_length(data: bytes, name: str, length: int) -> bytes:
+    _, index = read_container_index(data)
+    entry = next(e for e in index if e.name == name)
+    at = entry.offset - 12
+    return data[:at] + struct.pack("<Q", length) + data[at + 8 :]
+
+
+@pytest.mark.parametrize("length", [2**60, 2**64 - 1, 10**9])
+def test_absurd_section_length_fails_fast(data, length):
+    with pytest.raises(BitstreamError, match="declares"):
+        read_container(_with_section_length(data, "cameras", length))
+
+
+def test_absurd_header_length_and_section_count(data):
+    with pytest.raises(BitstreamError, match="header declares"):
+        read_container(data[:6] + struct.pack("<I", 2**32 - 1) + data[10:])
+    with pytest.raises(BitstreamError, match="sections"):
+        read_container(data[:14] + struct.pack("<I", 2**32 - 1) + data[18:])
+
+
+def _container(text: bytes, tail: bytes = b"", compress: bool = True) -> bytes:
+    header_bytes = zlib.compress(text) if compress else text
+    return (
+        struct.pack("<4sHIII", MAGIC, FORMAT_VERSION, len(header_bytes), zlib.crc32(header_bytes), 0)
+        + header_bytes
+        + tail
+    )
+
+
+@pytest.mark.parametrize("header", [b"[1, 2]", b'{"a": NaN}', b'{"a": 1, "a": 2}', b"\xff\xfe", b"{" * 100000])
+def test_header_must_be_a_strict_json_object(header):
+    with pytest.raises(BitstreamError):
+        read_container(_container(header))
+
+
+def test_header_must_be_bounded_complete_zlib():
+    with pytest.raises(BitstreamError, match="not zlib"):
+        read_container(_container(b"{}", compress=False))
+    with pytest.raises(BitstreamError, match="incomplete"):
+        read_container(_container(zlib.compress(b"{}")[:-3], compress=False))
+    bomb = b'{"a": "' + b"x" * (2 << 20) + b'"}'  # inflates past the limit
+    with pytest.raises(BitstreamError, match="inflates beyond"):
+        read_container(_container(bomb))
+
+
+def test_trailing_bytes_are_rejected():
+    with pytest.raises(BitstreamError, match="follow the last section"):
+        read_container(_container(b"{}", b"junk"))
+
+
+def test_writer_rejects_bad_input():
+    with pytest.raises(ValueError):
+        write_container({"x": float("nan")}, [])
+    with pytest.raises(ValueError):
+        write_container({}, [("a b", b"")])
+    with pytest.raises(ValueError):
+        write_container({}, [("a", b""), ("a", b"")])
+
+
+def test_bitstream_core_does_not_import_nerfstudio():
+    code = (
+        "import sys, nerfcompress.bitstream, nerfcompress.cli.info; "
+        "assert 'nerfstudio' not in sys.modules, 'nerfstudio imported'"
+    )
+    repo_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo_root, os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
