@@ -32,6 +32,8 @@ _PROPOSAL_DEFAULTS = {
     "features_per_level": 2,
 }
 _BITS_PER_FLOAT = 16  # MLPs, decoders and embeddings are stored as fp16
+_CAMERA_BYTES = 4 * (12 + 4 + 2)  # per training camera: fp32 c2w [3, 4], fx fy cx cy; uint32 width, height
+_HEADER_BYTES = 1800  # typical zlib-compressed JSON header (settings, layouts, specs) + section framing
 
 
 @dataclass
@@ -299,7 +301,8 @@ class GridNerfactoModel(NerfactoModel):
 
         ``grids``: each table's own estimate (entropy-coded latents / fp16 rows);
         ``networks``: every other parameter that rendering needs, as fp16 (the appearance
-        embedding contributes only its average vector, as the viewer uses).
+        embedding contributes only its average vector, as the viewer uses); ``metadata``: the
+        stored training cameras plus a typical header (JSON settings and section framing).
         """
         table_param_ids = {id(p) for table in self.tables() for p in table.parameters()}
         skipped = {id(p) for p in self.camera_optimizer.parameters()}
@@ -312,7 +315,13 @@ class GridNerfactoModel(NerfactoModel):
             if id(param) not in table_param_ids and id(param) not in skipped:
                 network_bits += _BITS_PER_FLOAT * param.numel()
         grid_bits = sum(table.size_estimate_bits() for table in self.tables())
-        return {"grids": grid_bits / 8, "networks": network_bits / 8, "total": (grid_bits + network_bits) / 8}
+        metadata_bytes = _HEADER_BYTES + _CAMERA_BYTES * self.num_train_data
+        return {
+            "grids": grid_bits / 8,
+            "networks": network_bits / 8,
+            "metadata": metadata_bytes,
+            "total": (grid_bits + network_bits) / 8 + metadata_bytes,
+        }
 
     def log_estimated_size(self, step: int) -> None:
         """Logs the estimated size to the writer (tensorboard) and the web viewer."""

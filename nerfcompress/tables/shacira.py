@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from nerfcompress.entropy.coder import build_tables, estimate_bits
 from nerfcompress.entropy.factorized import FactorizedPrior
 from nerfcompress.tables.base import FeatureTable
 from nerfcompress.tables.rounding import RoundingSchedule, hard_round_ste, soft_round_gumbel
@@ -100,10 +101,16 @@ class ShaciraTable(FeatureTable):
 
     @torch.no_grad()
     def size_estimate_bits(self) -> float:
-        """Bits of the rounded latents under the prior plus fp16 decoder weights."""
-        was_training = self.prior.training
-        self.prior.eval()
-        latent_bits = float(self.prior.rate_bits(self.latents))
-        self.prior.train(was_training)
+        """Bits the exported file spends on this table (an estimate, not a file size).
+
+        The ideal code length of the integer latents under the integer coding tables that the
+        exporter builds from the prior (``build_tables``; the real range-coded stream is within
+        a few words of it), plus those tables (int32 ``lo`` and uint32 support per channel, a
+        uint32 count per symbol) and the fp16 decoder. The tables renormalise the prior over
+        the range the latents occupy, so this is at most the prior's eval-mode rate.
+        """
+        latents = self.integer_latents().cpu().numpy()  # int32 [rows, D]
+        tables = build_tables(latents, self.prior.pmf)
+        table_bits = 32.0 * (2 * self.latent_dim + sum(tables.support))
         decoder_bits = 16.0 * sum(p.numel() for p in self.decoder.parameters())
-        return latent_bits + decoder_bits
+        return estimate_bits(latents, tables) + table_bits + decoder_bits

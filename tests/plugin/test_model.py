@@ -88,7 +88,7 @@ def test_estimated_size_counts_grids_and_fp16_networks(shacira_model):
     size = shacira_model.estimated_size_bytes()
     grid_bits = sum(t.size_estimate_bits() for t in shacira_model.tables())
     assert size["grids"] == pytest.approx(grid_bits / 8)
-    assert size["total"] == pytest.approx(size["grids"] + size["networks"])
+    assert size["total"] == pytest.approx(size["grids"] + size["networks"] + size["metadata"])
     plain = _model(PlainNerfactoModelConfig(**SMALL))
     rows = sum(t.num_rows for t in plain.tables())
     assert plain.estimated_size_bytes()["grids"] == 2 * 2 * rows  # fp16, F = 2

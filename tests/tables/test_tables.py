@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from nerfcompress.entropy.coder import build_tables, encode_latents, estimate_bits
 from nerfcompress.tables import PlainTable, RoundingSchedule, ShaciraTable
 
 
@@ -80,14 +81,14 @@ def test_shacira_parameter_groups_partition_its_parameters():
     assert {id(p) for p in groups["entropy"]} == {id(p) for p in table.prior.parameters()}
 
 
-def test_shacira_size_estimate_matches_eval_rate_plus_fp16_decoder():
+def test_shacira_size_estimate_is_the_coded_latents_tables_and_fp16_decoder():
     table = _shacira(rows=256)
-    table.prior.eval()
-    with torch.no_grad():
-        expected = float(table.prior.rate_bits(table.latents)) + 16 * (2 * 2 + 2)
-    table.prior.train()
+    latents = table.integer_latents().numpy()
+    tables = build_tables(latents, table.prior.pmf)
+    expected = estimate_bits(latents, tables) + 32 * (2 * 2 + sum(tables.support)) + 16 * (2 * 2 + 2)
     assert table.size_estimate_bits() == pytest.approx(expected)
-    assert table.prior.training  # restored
+    stream_bits = 8 * len(encode_latents(latents, tables))
+    assert abs(stream_bits - estimate_bits(latents, tables)) <= 64 + 0.01 * stream_bits
 
 
 @pytest.mark.parametrize(
