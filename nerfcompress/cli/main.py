@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import tyro
 
+from nerfcompress.cli.evaluate import Evaluate
+from nerfcompress.cli.export import Export
+from nerfcompress.cli.import_file import Import
+from nerfcompress.cli.info import Info
 from nerfcompress.cli.scene import MakeScene
 
 COMMANDS = {
+    "export": Export,
+    "import": Import,
+    "info": Info,
+    "eval": Evaluate,
     "scene": MakeScene,
 }
 

@@ -1,0 +1,44 @@
+"""``ns-compress import``: decode a compressed file into a run that ns-viewer / ns-render load."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+from rich.console import Console
+
+from nerfcompress.cli.errors import CommandError, one_line_errors, readable_file
+
+
+@dataclass
+class Import:
+    """Decode a compressed file into DIR/config.yml + DIR/nerfstudio_models/ (no training images needed)."""
+
+    file: tyro.conf.Positional[Path]
+    """The compressed file (.ncmp)."""
+    output_dir: Path = Path("decoded")
+    """Directory to write; then run `ns-viewer --load-config DIR/config.yml`."""
+
+    def main(self) -> None:
+        """Decode and write the run directory."""
+        with one_line_errors():
+            data = readable_file(self.file)
+            if self.output_dir.exists() and not self.output_dir.is_dir():
+                raise CommandError(f"output directory {self.output_dir} is a file")
+            from nerfcompress.bitstream.container import read_container_index
+            from nerfcompress.plugin.import_model import import_file
+
+            read_container_index(data)  # a foreign file fails here, before nerfstudio builds anything
+            start_s = time.perf_counter()
+            config_path = import_file(data, self.output_dir)
+        Console().print(
+            f"[bold green]Decoded[/bold green] {self.file} into {self.output_dir} in "
+            f"{time.perf_counter() - start_s:.1f} s; view it with: ns-viewer --load-config {config_path}"
+        )
+
+
+def entrypoint() -> None:
+    """Command-line entry point."""
+    tyro.cli(Import).main()

@@ -1,0 +1,61 @@
+"""``ns-compress info``: what a compressed file holds, without decoding it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict
+
+import tyro
+from rich.console import Console
+from rich.table import Table
+
+from nerfcompress.bitstream.container import read_container_index, section_frame_bytes
+from nerfcompress.cli.errors import one_line_errors, readable_file
+
+
+@dataclass
+class Info:
+    """Print a compressed file's header and its sections with their exact sizes and bits per grid row."""
+
+    file: tyro.conf.Positional[Path]
+    """The compressed file (.ncmp)."""
+
+    def main(self) -> None:
+        """Parse the header and section index (no entropy decoding) and print them."""
+        with one_line_errors():
+            data = readable_file(self.file)
+            header, index = read_container_index(data)
+        console = Console()
+        versions = header.get("versions") if isinstance(header.get("versions"), dict) else {}
+        console.print(
+            f"[bold]{self.file}[/bold]: {len(data):,} bytes, method {header.get('method')!s}, "
+            f"step {header.get('step')!s}, written by {', '.join(f'{k} {v}' for k, v in versions.items())}"
+        )
+        listed = header.get("grids") if isinstance(header.get("grids"), list) else []
+        grids = [g for g in listed if isinstance(g, dict)]
+        grid_rows: Dict[str, int] = {str(g.get("name")): g["rows"] for g in grids if isinstance(g.get("rows"), int)}
+        grid_kinds = {str(g.get("name")): g.get("table") for g in grids}
+        table = Table(title="sections (bytes include name, length and CRC fields)")
+        for column in ("section", "bytes", "share"):
+            table.add_column(column, justify="left" if column == "section" else "right")
+        header_bytes = len(data) - sum(section_frame_bytes(e.name) + e.length for e in index)
+        table.add_row("header", f"{header_bytes:,}", f"{100 * header_bytes / len(data):.1f}%")
+        grid_bytes: Dict[str, int] = {}
+        for entry in index:
+            size = section_frame_bytes(entry.name) + entry.length
+            grid = entry.name.split(".")[0]
+            grid_bytes[grid] = grid_bytes.get(grid, 0) + size
+            table.add_row(entry.name, f"{size:,}", f"{100 * size / len(data):.1f}%")
+        table.add_row("[bold]total[/bold]", f"[bold]{len(data):,}[/bold]", "100.0%")
+        console.print(table)
+        for name, rows in grid_rows.items():
+            bits = 8 * grid_bytes.get(name, 0)
+            console.print(
+                f"grid {name} ({grid_kinds.get(name)}): {rows:,} rows, {bits / max(rows, 1):.3f} bits per row"
+            )
+
+
+def entrypoint() -> None:
+    """Command-line entry point."""
+    tyro.cli(Info).main()

@@ -1,0 +1,192 @@
+"""Trained run -> ``.ncmp`` file: header JSON, cameras, networks (fp16) and coded grids.
+
+Sections in file order: ``cameras`` (fp32 ``c2w [N, 3, 4]``, ``intrinsics [N, 4]`` = fx, fy,
+cx, cy, uint32 ``size [N, 2]`` = width, height), ``networks`` (every parameter rendering needs
+besides the grids, fp16, plus the average appearance embedding), then each grid's sections
+(main field first, then the proposal grids; see :mod:`nerfcompress.bitstream.model_codec`).
+The header holds the method name, the model config's plain fields, grid layouts, scene box,
+dataparser transform/scale and settings, the tensor specs and the coder's name and version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+from collections import OrderedDict
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import torch
+import yaml
+from nerfstudio.configs.dataparser_configs import all_dataparsers
+from nerfstudio.configs.method_configs import all_methods
+from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.pipelines.base_pipeline import Pipeline
+from torch import nn
+
+from nerfcompress.bitstream.container import section_frame_bytes, write_container
+from nerfcompress.bitstream.model_codec import UnsupportedTableError, encode_tables
+from nerfcompress.bitstream.tensors import pack_tensors
+from nerfcompress.errors import ExportError
+from nerfcompress.plugin.config_fields import config_to_json
+from nerfcompress.plugin.model import GridNerfactoModel, GridNerfactoModelConfig
+
+APPEARANCE_KEY = "appearance_average"
+"""Name of the average appearance embedding ``[appearance_embed_dim]`` in the networks section."""
+
+
+def grid_names(num_grids: int) -> List[str]:
+    """Section prefixes of the grids in :meth:`GridNerfactoModel.grid_encodings` order."""
+    return ["main", *(f"prop{i}" for i in range(num_grids - 1))]
+
+
+def exportable_methods() -> List[str]:
+    """Registered methods whose models :func:`export_pipeline` can write."""
+    return sorted(name for name, cfg in all_methods.items() if is_exportable(cfg))
+
+
+def is_exportable(config: object) -> bool:
+    """Whether a method's config builds a model that :func:`export_pipeline` can write (nerfstudio
+    lists uninstalled external methods as dummy configs without a pipeline)."""
+    pipeline = getattr(config, "pipeline", None)
+    return isinstance(getattr(pipeline, "model", None), GridNerfactoModelConfig)
+
+
+def check_run(config_path: Path) -> TrainerConfig:
+    """Loads a run's ``config.yml`` and checks that it can be exported, before any heavy work.
+
+    Args:
+        config_path: ``outputs/.../config.yml`` written by ``ns-train`` (a trusted local file).
+
+    Returns:
+        The run's config.
+
+    Raises:
+        ExportError: if the config is missing or unreadable, the method is not exportable, or
+            the run has no checkpoint.
+    """
+    if not config_path.is_file():
+        raise ExportError(f"config {config_path} does not exist; pass --load-config outputs/<run>/config.yml")
+    try:
+        config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
+    except Exception as exc:  # yaml errors, unknown classes, unreadable files: all one message
+        raise ExportError(f"cannot read {config_path} as a nerfstudio config ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(config, TrainerConfig):
+        raise ExportError(f"{config_path} is not a nerfstudio TrainerConfig")
+    if not is_exportable(config):
+        raise ExportError(
+            f"method '{config.method_name}' cannot be exported; methods that can: {', '.join(exportable_methods())}"
+        )
+    checkpoint_dir = config.get_checkpoint_dir()
+    if not glob.glob(str(checkpoint_dir / "step-*.ckpt")):
+        raise ExportError(f"run has no checkpoint: no step-*.ckpt in {checkpoint_dir}; train it first (ns-train)")
+    return config
+
+
+def network_parameters(model: GridNerfactoModel) -> "OrderedDict[str, nn.Parameter]":
+    """Parameters that rendering needs besides the grids: MLPs, proposal MLPs, everything
+    except tables, the camera optimizer and the appearance embedding (stored as its average)."""
+    skipped = {id(p) for table in model.tables() for p in table.parameters()}
+    skipped |= {id(p) for p in model.camera_optimizer.parameters()}
+    embedding = getattr(model.field, "embedding_appearance", None)
+    if embedding is not None:
+        skipped |= {id(p) for p in embedding.parameters()}
+    return OrderedDict((name, p) for name, p in model.named_parameters() if id(p) not in skipped)
+
+
+def _cameras_section(pipeline: Pipeline) -> Tuple[List[Dict[str, Any]], bytes]:
+    cameras = pipeline.datamanager.train_dataparser_outputs.cameras
+    intrinsics = torch.cat([cameras.fx, cameras.fy, cameras.cx, cameras.cy], dim=-1)  # [N, 4]
+    size = torch.cat([cameras.width, cameras.height], dim=-1).to(torch.int32).numpy().astype("<u4")  # [N, 2]
+    return pack_tensors({"c2w": cameras.camera_to_worlds.float(), "intrinsics": intrinsics.float(), "size": size}, None)
+
+
+def _dataparser_entry(config: TrainerConfig) -> Dict[str, Any]:
+    dataparser = config.pipeline.datamanager.dataparser
+    names = [name for name, cfg in all_dataparsers.items() if type(cfg) is type(dataparser)]
+    return {"name": names[0] if names else None, "fields": config_to_json(dataparser)}
+
+
+def export_pipeline(
+    config: TrainerConfig, pipeline: Pipeline, step: int
+) -> Tuple[Dict[str, Any], List[Tuple[str, bytes]]]:
+    """Header and sections of a trained model.
+
+    Args:
+        config: the run's config.
+        pipeline: the loaded pipeline (``eval_setup(..., test_mode="inference")``).
+        step: the checkpoint's training step.
+
+    Returns:
+        ``(header, sections)`` for :func:`~nerfcompress.bitstream.container.write_container`.
+
+    Raises:
+        ExportError: if the model is not a :class:`GridNerfactoModel` or holds a table kind
+            without a codec (the message lists those that have one).
+    """
+    model = pipeline.model
+    if not isinstance(model, GridNerfactoModel):
+        raise ExportError(
+            f"model {type(model).__name__} cannot be exported; methods that can: {', '.join(exportable_methods())}"
+        )
+    networks: Dict[str, Any] = dict(network_parameters(model))
+    embedding = getattr(model.field, "embedding_appearance", None)
+    if embedding is not None:
+        networks[APPEARANCE_KEY] = embedding.mean(dim=0)
+    network_spec, network_bytes = pack_tensors(networks, "<f2")
+    camera_spec, camera_bytes = _cameras_section(pipeline)
+    outputs = pipeline.datamanager.train_dataparser_outputs
+    encodings = model.grid_encodings()
+    try:
+        grids, grid_sections = encode_tables([e.table for e in encodings], grid_names(len(encodings)))
+    except UnsupportedTableError as exc:
+        raise ExportError(f"method '{config.method_name}' cannot be exported yet: {exc}") from exc
+    header = {
+        "method": config.method_name,
+        "step": int(step),
+        "versions": {name: version(name) for name in ("nerfcompress", "nerfstudio", "constriction")},
+        "coder": "constriction.stream.queue.RangeEncoder, Categorical(perfect=False) from stored uint32 counts",
+        "model": config_to_json(config.pipeline.model),
+        "dataparser": _dataparser_entry(config),
+        "scene": {
+            "scene_box": outputs.scene_box.aabb.float().tolist(),
+            "dataparser_transform": outputs.dataparser_transform.float().tolist(),
+            "dataparser_scale": float(outputs.dataparser_scale),
+        },
+        "layouts": [dataclasses.asdict(e.layout) for e in encodings],
+        "cameras": camera_spec,
+        "networks": network_spec,
+        "grids": grids,
+    }
+    sections = [("cameras", camera_bytes), ("networks", network_bytes), *grid_sections]
+    return header, sections
+
+
+def size_breakdown(data: bytes, sections: List[Tuple[str, bytes]]) -> List[Tuple[str, int]]:
+    """Exact bytes of every part of a file; they sum to ``len(data)``.
+
+    Args:
+        data: the file written from ``sections``.
+        sections: the ``(name, payload)`` pairs it holds.
+
+    Returns:
+        ``("header", preamble + JSON bytes)`` then ``(name, framing + payload bytes)`` per section.
+    """
+    parts = [(name, section_frame_bytes(name) + len(payload)) for name, payload in sections]
+    return [("header", len(data) - sum(size for _, size in parts)), *parts]
+
+
+def export_run(config_path: Path) -> Tuple[bytes, List[Tuple[str, int]]]:
+    """Loads a trained run and returns its file and size breakdown.
+
+    Raises:
+        ExportError: as :func:`check_run` / :func:`export_pipeline`.
+    """
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    check_run(config_path)
+    config, pipeline, _, step = eval_setup(config_path, test_mode="inference")
+    header, sections = export_pipeline(config, pipeline, step)
+    data = write_container(header, sections)
+    return data, size_breakdown(data, sections)

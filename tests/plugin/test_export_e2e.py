@@ -1,0 +1,84 @@
+"""Train 2 iterations, export, import, and check that the decoded model is the trained one."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from nerfstudio.scripts.train import train_loop
+from nerfstudio.utils.eval_utils import eval_setup
+from test_train_e2e import _reduced
+
+from nerfcompress.bitstream.container import read_container_index
+from nerfcompress.cli.export import Export
+from nerfcompress.plugin.export import network_parameters
+from nerfcompress.plugin.import_model import import_file
+
+pytestmark = pytest.mark.slow
+
+
+def _round_like_export(model) -> None:
+    """What the file stores of a trained model: fp16 networks and decoders, the average embedding."""
+    with torch.no_grad():
+        for param in network_parameters(model).values():
+            param.copy_(param.half().float())
+        for table in model.tables():
+            for param in table.decoder.parameters():
+                param.copy_(param.half().float())
+            table.clear_cache()
+        weight = model.field.embedding_appearance.embedding.weight
+        weight.copy_(weight.mean(dim=0).half().float().expand_as(weight))
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_scene, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("export")
+    config = _reduced("shacira-nerfacto", tiny_scene, tmp_path)
+    config.save_config()
+    train_loop(local_rank=0, world_size=0, config=config)
+    config_path = config.get_base_dir() / "config.yml"
+    output = tmp_path / "scene.ncmp"
+    Export(load_config=config_path, output=output).main()
+    return config_path, output
+
+
+def test_decoded_model_renders_like_the_trained_one(exported, tmp_path):
+    config_path, output = exported
+    data = output.read_bytes()
+    _, trained, _, _ = eval_setup(config_path, test_mode="inference")
+    imported_config = import_file(data, tmp_path / "decoded")
+    _, imported, _, step = eval_setup(imported_config, test_mode="inference")
+    assert step == 1
+    for ours, theirs in zip(trained.model.tables(), imported.model.tables()):
+        assert torch.equal(ours.integer_latents(), theirs.integer_latents())
+    _round_like_export(trained.model)
+    camera = trained.datamanager.train_dataparser_outputs.cameras[0:1]
+    assert torch.allclose(
+        camera.camera_to_worlds, imported.datamanager.train_dataparser_outputs.cameras[0:1].camera_to_worlds
+    )
+    with torch.no_grad():
+        expected = trained.model.get_outputs_for_camera(camera.to(trained.device))["rgb"]
+        found = imported.model.get_outputs_for_camera(camera.to(imported.device))["rgb"]
+    assert (expected.cpu() - found.cpu()).abs().max() <= 1e-5
+
+
+def test_file_size_is_within_five_percent_of_the_estimate(exported):
+    config_path, output = exported
+    _, trained, _, _ = eval_setup(config_path, test_mode="inference")
+    estimate = trained.model.estimated_size_bytes()["total"]
+    size = output.stat().st_size
+    assert abs(size - estimate) <= 0.05 * size, (size, estimate)
+    header, sections = read_container_index(output.read_bytes())
+    assert header["method"] == "shacira-nerfacto" and [g["table"] for g in header["grids"]] == ["shacira"] * 3
+    assert [s.name for s in sections][:2] == ["cameras", "networks"]
+
+
+def test_imported_run_loads_like_ns_viewer_without_training_images(exported, tmp_path):
+    _, output = exported
+    config_path = import_file(output.read_bytes(), tmp_path / "decoded")
+    _, pipeline, _, _ = eval_setup(config_path, test_mode="test")  # what ns-viewer calls
+    try:
+        image = pipeline.datamanager.train_dataset[0]["image"]  # the viewer's camera thumbnails
+        assert image.ndim == 3
+        assert len(pipeline.datamanager.train_dataset) == 3
+    finally:
+        pipeline.datamanager.__del__()
