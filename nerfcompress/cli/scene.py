@@ -9,6 +9,7 @@ from pathlib import Path
 import tyro
 from rich.console import Console
 
+from nerfcompress.cli.errors import CommandError, one_line_errors
 from nerfcompress.scenes.synthetic import write_synthetic_scene
 
 
@@ -34,15 +35,19 @@ class MakeScene:
     def main(self) -> None:
         """Write the dataset and print a one-line summary."""
         start_s = time.perf_counter()
-        write_synthetic_scene(
-            self.output_dir,
-            resolution=self.resolution,
-            num_train_views=self.num_train_views,
-            num_val_views=self.num_val_views,
-            num_test_views=self.num_test_views,
-            supersample=self.supersample,
-            seed=self.seed,
-        )
+        with one_line_errors():
+            try:
+                write_synthetic_scene(
+                    self.output_dir,
+                    resolution=self.resolution,
+                    num_train_views=self.num_train_views,
+                    num_val_views=self.num_val_views,
+                    num_test_views=self.num_test_views,
+                    supersample=self.supersample,
+                    seed=self.seed,
+                )
+            except ValueError as exc:  # bad arguments or an output directory we must not touch
+                raise CommandError(str(exc)) from exc
         elapsed_s = time.perf_counter() - start_s
         Console().print(
             f"[bold green]Wrote synthetic scene[/bold green] to {self.output_dir}: "

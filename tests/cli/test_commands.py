@@ -66,3 +66,13 @@ def test_export_refuses_an_output_path_that_cannot_be_written(tmp_path, capsys, 
     blocker = tmp_path / "file"
     blocker.write_text("")
     _fails_with(Export(load_config=tmp_path / "c.yml", output=blocker / "x.ncmp"), capsys, "cannot create")
+
+
+def test_scene_reports_bad_arguments_and_foreign_directories_in_one_line(tmp_path, capsys):
+    from nerfcompress.cli.scene import MakeScene
+
+    _fails_with(MakeScene(output_dir=tmp_path / "s", resolution=3), capsys, "resolution must be in [8, 4096]")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"x")
+    _fails_with(MakeScene(output_dir=tmp_path / "photos", resolution=8), capsys, "photos")
+    assert (tmp_path / "photos" / "holiday.jpg").read_bytes() == b"x"
