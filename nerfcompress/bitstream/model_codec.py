@@ -9,9 +9,14 @@ and one or more sections named ``"<name>.<part>"``:
   then every channel's uint32 counts back to back), ``.latents`` (the range-coded integer
   latents, channel 0 first; rows of level 0 come first within a channel), ``.decoder``
   (fp16 weight ``[F, D]`` and bias ``[F]``).
+* ``vqad``: one section per level, coarse level first, named ``"<name>.l<level>"``: the level's
+  fp16 codebook ``[K, F]`` (``K * F * 2`` bytes), then its ``b``-bit indices in the coding the
+  header entry records in ``"coding"`` (one of ``"packed"``/``"range"`` per level, whichever
+  was smaller; formats in :mod:`nerfcompress.entropy.indices`). The entry also holds ``"bits"``
+  and ``"level_rows"``. A prefix of the file holding levels ``0 .. l`` is enough to decode them.
 
 The decoder reads only the stored integer tables; the learned prior is not stored. New table
-kinds (VQAD) plug in with :func:`register_table_codec`.
+kinds plug in with :func:`register_table_codec`.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ import torch
 
 from nerfcompress.bitstream.tensors import pack_tensors, unpack_tensors
 from nerfcompress.entropy.coder import ChannelTables, build_tables, decode_latents, encode_latents
+from nerfcompress.entropy.indices import decode_indices, encode_indices
 from nerfcompress.errors import BitstreamError
-from nerfcompress.tables import FeatureTable, PlainTable, ShaciraTable
+from nerfcompress.tables import FeatureTable, PlainTable, ShaciraTable, VqadTable
 
 Sections = List[Tuple[str, bytes]]
 Encoder = Callable[[FeatureTable, str], Tuple[Dict[str, Any], Sections]]
@@ -183,8 +189,68 @@ def _decode_shacira(meta: Mapping[str, Any], sections: Mapping[str, bytes], tabl
     table.clear_cache()
 
 
+def _encode_vqad(table: VqadTable, name: str) -> Tuple[Dict[str, Any], Sections]:
+    indices = table.integer_indices().cpu().numpy()  # uint8 [rows]
+    codebooks = table.codebooks.detach().cpu()  # [L, K, F]
+    codings, sections = [], []
+    for level, level_indices in enumerate(np.split(indices, np.cumsum(table.level_rows)[:-1])):
+        _, codebook = pack_tensors({"codebook": codebooks[level]}, "<f2")
+        coding, index_bytes = encode_indices(level_indices, table.bits)
+        codings.append(coding)
+        sections.append((f"{name}.l{level}", codebook + index_bytes))
+    return {"bits": table.bits, "level_rows": list(table.level_rows), "coding": codings}, sections
+
+
+def decode_vqad_level(
+    meta: Mapping[str, Any], sections: Mapping[str, bytes], level: int, num_features: int
+) -> Tuple[np.ndarray, np.ndarray]:
+    """One level of a VQAD grid: ``(indices uint8 [rows_l], codebook float32 [K, F])``.
+
+    Args:
+        meta: the grid's header entry (untrusted; ``bits``/``level_rows`` already checked
+            against the model by the caller).
+        sections: the file's sections.
+        level: which level.
+        num_features: ``F``.
+
+    Raises:
+        BitstreamError: on a missing section, a section too short for its codebook, an
+            unknown coding or damaged indices.
+    """
+    name, bits = meta["name"], meta["bits"]
+    codings = meta.get("coding")
+    if not isinstance(codings, list) or len(codings) != len(meta["level_rows"]):
+        raise BitstreamError(f"grid '{name}' records codings {codings!r:.80}, expected one per level")
+    payload = _section(sections, f"{name}.l{level}")
+    codebook_bytes = 2 * (1 << bits) * num_features
+    if len(payload) < codebook_bytes:
+        raise BitstreamError(
+            f"section '{name}.l{level}' holds {len(payload)} bytes, its codebook alone needs {codebook_bytes}; "
+            "the file is truncated or corrupt"
+        )
+    codebook = np.frombuffer(payload, dtype="<f2", count=codebook_bytes // 2).astype(np.float32)
+    if not np.isfinite(codebook).all():
+        raise BitstreamError(f"codebook of '{name}.l{level}' holds NaN or infinity; the file is corrupt")
+    indices = decode_indices(codings[level], payload[codebook_bytes:], meta["level_rows"][level], bits)
+    return indices, codebook.reshape(1 << bits, num_features)
+
+
+def _decode_vqad(meta: Mapping[str, Any], sections: Mapping[str, bytes], table: VqadTable) -> None:
+    name = meta["name"]
+    if meta.get("bits") != table.bits or meta.get("level_rows") != list(table.level_rows):
+        raise BitstreamError(
+            f"grid '{name}' stores bits={meta.get('bits')!r:.20}, level_rows={meta.get('level_rows')!r:.200}; "
+            f"the model has bits={table.bits}, level_rows={list(table.level_rows)}"
+        )
+    levels = [decode_vqad_level(meta, sections, level, table.num_features) for level in range(table.num_levels)]
+    indices = torch.from_numpy(np.concatenate([i for i, _ in levels]))
+    codebooks = torch.from_numpy(np.stack([c for _, c in levels]))
+    table.assign_codes(indices, codebooks.to(table.codebooks.device))
+
+
 register_table_codec(TableCodec("plain", PlainTable, _encode_plain, _decode_plain))
 register_table_codec(TableCodec("shacira", ShaciraTable, _encode_shacira, _decode_shacira))
+register_table_codec(TableCodec("vqad", VqadTable, _encode_vqad, _decode_vqad))
 
 
 def encode_tables(tables: Sequence[FeatureTable], names: Sequence[str]) -> Tuple[List[Dict[str, Any]], Sections]:
@@ -215,7 +281,12 @@ def encode_tables(tables: Sequence[FeatureTable], names: Sequence[str]) -> Tuple
 
 
 def _check_entry(entry: Any, table: FeatureTable, index: int) -> TableCodec:
-    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or entry.get("table") not in _CODECS:
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("name"), str)
+        or not isinstance(entry.get("table"), str)  # a list or dict is unhashable: `in` would raise TypeError
+        or entry["table"] not in _CODECS
+    ):
         known = ", ".join(_CODECS)
         raise BitstreamError(
             f"grid #{index} entry is malformed or of an unknown table kind (known: {known}): {entry!r:.200}"

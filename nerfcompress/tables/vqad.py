@@ -13,7 +13,9 @@ the hard lookup. This is the gradient of the reference implementation (kaolin-wi
 ``CodebookOctreeGrid``, which multiplies straight-through one-hot keys by the codebook), computed
 at table level as one ``[rows_l, K] x [K, F]`` matmul per level instead of per sample.
 
-The file stores ``b`` bits per row plus fp16 codebooks; the logits are training state only.
+The file stores fp16 codebooks and, per level, the indices either bit-packed at ``b`` bits per
+row or range-coded with the level's own frequency tables, whichever is smaller
+(:mod:`nerfcompress.entropy.indices`); the logits are training state only.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Dict, List, Sequence
 import torch
 from torch import Tensor, nn
 
+from nerfcompress.entropy.indices import coded_index_bits
 from nerfcompress.tables.base import FeatureTable
 
 MAX_BITS = 8  # indices are stored as uint8
@@ -135,6 +138,17 @@ class VqadTable(FeatureTable):
     def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
         return {"grids": [self.logits, self.codebooks]}
 
-    def size_estimate_bits(self) -> float:
-        """Fixed-width ``b``-bit indices plus fp16 codebooks (no entropy coding)."""
+    def fixed_width_bits(self) -> float:
+        """Bits of the paper's storage: fixed-width ``b``-bit indices plus fp16 codebooks."""
         return float(self.num_rows * self.bits + 16 * self.codebooks.numel())
+
+    @torch.no_grad()
+    def size_estimate_bits(self) -> float:
+        """Bits the exported file spends on this table, section framing aside: fp16 codebooks
+        plus each level's indices in the smaller of fixed-width packing and range coding with
+        the level's own frequency tables (:func:`~nerfcompress.entropy.indices.encode_indices`
+        is run, so this is the exporter's exact payload size)."""
+        indices = self.integer_indices().cpu().numpy()  # uint8 [rows]
+        offsets = [0, *torch.tensor(self.level_rows).cumsum(0).tolist()]
+        index_bits = sum(coded_index_bits(indices[a:b], self.bits) for a, b in zip(offsets[:-1], offsets[1:]))
+        return float(index_bits + 16 * self.codebooks.numel())

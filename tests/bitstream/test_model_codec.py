@@ -15,7 +15,7 @@ from nerfcompress.bitstream.model_codec import (
 )
 from nerfcompress.entropy.coder import ChannelTables
 from nerfcompress.errors import BitstreamError
-from nerfcompress.tables import PlainTable, ShaciraTable
+from nerfcompress.tables import PlainTable, ShaciraTable, VqadTable
 
 # SHA-256 of the tiny export built by _fixed_tables(); changes only with the file format (and
 # with zlib's deflate output for the header, identical for every stock zlib).
@@ -104,3 +104,71 @@ def test_a_table_kind_without_codec_is_refused_by_name():
 
     with pytest.raises(UnsupportedTableError, match="OtherTable.*PlainTable"):
         encode_tables([OtherTable(16, 2)], ["g0"])
+
+
+def _vqad_table(bits: int, level_rows=(8, 64, 3000), skew: float = 1.0) -> VqadTable:
+    """A VQAD table with seeded codebooks and Laplace-distributed indices (levels differ)."""
+    table = VqadTable(level_rows, 2, bits=bits)
+    rng = np.random.default_rng(bits)
+    indices = np.clip(np.round(rng.laplace(2 ** (bits - 1), skew, sum(level_rows))), 0, 2**bits - 1)
+    codebooks = torch.from_numpy(rng.normal(size=(len(level_rows), 2**bits, 2)).astype(np.float32))
+    table.assign_codes(torch.from_numpy(indices.astype(np.int64)), codebooks)
+    return table
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_vqad_round_trip_restores_indices_bit_identically(bits):
+    table = _vqad_table(bits)
+    grids, sections = encode_tables([table], ["g0"])
+    header, read = read_container(write_container({"grids": grids}, sections))
+    assert list(read) == ["g0.l0", "g0.l1", "g0.l2"]  # coarse level first
+    entry = header["grids"][0]
+    assert entry["table"] == "vqad" and entry["bits"] == bits and entry["level_rows"] == [8, 64, 3000]
+    assert set(entry["coding"]) <= {"packed", "range"}
+    fresh = VqadTable((8, 64, 3000), 2, bits=bits)
+    decode_tables(header["grids"], read, [fresh])
+    assert torch.equal(fresh.integer_indices(), table.integer_indices())
+    assert torch.equal(fresh.codebooks, table.codebooks.half().float())
+    fresh.eval()
+    assert torch.equal(fresh(), table.codebooks.half().float()[table.level_of_row, table.integer_indices().long()])
+
+
+def test_vqad_levels_use_the_smaller_coding_and_the_estimate_matches_the_payloads():
+    table = _vqad_table(4, level_rows=(8, 20_000), skew=0.5)
+    grids, sections = encode_tables([table], ["g0"])
+    assert grids[0]["coding"] == ["packed", "range"]
+    assert len(sections[0][1]) == 16 * 2 * 2 + 4  # codebook [16, 2] fp16 + 8 indices x 4 bits
+    assert len(sections[1][1]) < 16 * 2 * 2 + 0.5 * 20_000 * 4 / 8
+    assert table.size_estimate_bits() == 8 * sum(len(payload) for _, payload in sections)
+
+
+def test_damaged_vqad_sections_raise_bitstream_error():
+    table = _vqad_table(4, level_rows=(8, 20_000), skew=0.5)
+    grids, sections = encode_tables([table], ["g0"])
+    entry, payloads = grids[0], dict(sections)
+
+    def decode(entry=entry, **replace):
+        decode_tables([entry], {**payloads, **replace}, [VqadTable((8, 20_000), 2, bits=4)])
+
+    decode()
+    nan_codebook = b"\xff\x7f" + payloads["g0.l1"][2:]
+    for bad in (
+        {"g0.l0": payloads["g0.l0"][:-1]},
+        {"g0.l0": payloads["g0.l0"][:10]},
+        {"g0.l1": payloads["g0.l1"][:-4]},
+        {"g0.l1": payloads["g0.l1"][:64] + bytes([15]) + payloads["g0.l1"][65:]},
+        {"g0.l1": nan_codebook},
+    ):
+        with pytest.raises(BitstreamError):
+            decode(**bad)
+    with pytest.raises(BitstreamError, match="missing"):
+        decode_tables([entry], {"g0.l0": payloads["g0.l0"]}, [VqadTable((8, 20_000), 2, bits=4)])
+    for bad_entry in (
+        {**entry, "bits": 5},
+        {**entry, "level_rows": [8, 19_999]},
+        {**entry, "coding": ["packed"]},
+        {**entry, "coding": ["packed", "zip"]},
+        {**entry, "coding": "packed"},
+    ):
+        with pytest.raises(BitstreamError):
+            decode(entry=bad_entry)
