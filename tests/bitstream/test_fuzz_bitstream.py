@@ -1,0 +1,29 @@
+"""A short run of scripts/fuzz_bitstream.py: no mutation may escape as anything but BitstreamError."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fuzz_bitstream.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("fuzz_bitstream", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_two_hundred_mutations_decode_or_raise_bitstream_error_quickly():
+    fuzz = _load_script()
+    summary = fuzz.FuzzBitstream(num_files=200, seed=0).run()
+    assert summary["outcomes"]["other_exception"] == 0, summary["bugs"]
+    assert summary["decode_seconds"]["max"] <= 1.0
+    assert summary["ok"] and sum(summary["outcomes"].values()) == 200
+    assert summary["outcomes"]["bitstream_error"] > 100  # most mutations are caught
+
+
+def test_the_unmutated_file_decodes_to_its_tables():
+    fuzz = _load_script()
+    fuzz.decode_file(fuzz.build_file())
