@@ -1,0 +1,164 @@
+"""Export and import time of a full-size model, without training.
+
+Builds a method's model with its registered default config (``shacira-nerfacto``: main grid
+16 levels, max_res 2048, log2_hashmap_size 19; nerfacto's proposal grids), fills the tables
+with a realistic integer distribution instead of training (SHACIRA: latents rounded from a
+Laplace of scale ``--laplace-scale``; VQAD: indices rounded from a Laplace around ``K/2``),
+and times, in one process after nerfstudio is imported and the model built:
+
+* ``export``: model -> file bytes (networks fp16, every grid through the table codecs, header,
+  container), what ``export_pipeline`` + ``write_container`` do minus the cameras;
+* ``import``: file bytes -> model state (container + CRCs, networks, every grid decoded into
+  a freshly built model's tables), what ``decode_pipeline`` does after building the model;
+* the range coder alone: symbols per second encoding and decoding the main grid's latents.
+
+The SHACIRA prior is left untrained (its pmf is whatever initialisation gives), so the file is
+larger than a trained model's would be; the coder's speed hardly depends on it.
+
+Building the model (nerfstudio ``setup``) is timed separately and not included in either.
+
+    .venv/bin/python scripts/bench_export.py --method shacira-nerfacto --repeats 3
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import torch
+import tyro
+from nerfstudio.configs.method_configs import all_methods
+from nerfstudio.data.scene_box import SceneBox
+
+from nerfcompress.bitstream.container import read_container, write_container
+from nerfcompress.bitstream.model_codec import decode_tables, encode_tables
+from nerfcompress.bitstream.tensors import pack_tensors
+from nerfcompress.entropy.coder import build_tables, decode_latents, encode_latents
+from nerfcompress.plugin.config_fields import config_to_json
+from nerfcompress.plugin.export import APPEARANCE_KEY, grid_names, network_parameters
+from nerfcompress.plugin.import_model import load_networks
+from nerfcompress.plugin.model import GridNerfactoModel
+from nerfcompress.tables import ShaciraTable, VqadTable
+
+
+def build_model(method: str, num_train_data: int, seed: int = 0) -> GridNerfactoModel:
+    torch.manual_seed(seed)  # the untrained prior, MLPs and codebooks
+    config = copy.deepcopy(all_methods[method].pipeline.model)
+    box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
+    model = config.setup(scene_box=box, num_train_data=num_train_data, metadata={})
+    return model.eval()
+
+
+@torch.no_grad()
+def fill_tables(model: GridNerfactoModel, laplace_scale: float, seed: int) -> None:
+    """Stand-in for training: integer latents / indices from a rounded Laplace."""
+    rng = np.random.default_rng(seed)
+    for table in model.tables():
+        if isinstance(table, ShaciraTable):
+            latents = np.round(rng.laplace(0.0, laplace_scale, tuple(table.latents.shape)))
+            table.latents.copy_(torch.from_numpy(latents.astype(np.float32)))
+        elif isinstance(table, VqadTable):
+            size = table.codebook_size
+            indices = np.clip(np.round(rng.laplace(size / 2, laplace_scale, table.num_rows)), 0, size - 1)
+            table.assign_codes(torch.from_numpy(indices.astype(np.int64)), table.codebooks.detach().clone())
+        table.clear_cache()
+
+
+def export_bytes(model: GridNerfactoModel, method: str) -> Tuple[bytes, Dict[str, Any]]:
+    """model -> file, as ``export_pipeline`` + ``write_container`` (cameras left out)."""
+    networks: Dict[str, Any] = dict(network_parameters(model))
+    embedding = getattr(model.field, "embedding_appearance", None)
+    if embedding is not None:
+        networks[APPEARANCE_KEY] = embedding.mean(dim=0)
+    network_spec, network_bytes = pack_tensors(networks, "<f2")
+    encodings = model.grid_encodings()
+    grids, grid_sections = encode_tables([e.table for e in encodings], grid_names(len(encodings)))
+    header = {"method": method, "model": config_to_json(model.config), "networks": network_spec, "grids": grids}
+    data = write_container(header, [("networks", network_bytes), *grid_sections])
+    sizes = {"networks": len(network_bytes), **{name: len(payload) for name, payload in grid_sections}}
+    return data, sizes
+
+
+def import_bytes(data: bytes, model: GridNerfactoModel) -> None:
+    """file -> model state, as ``decode_pipeline`` after the model is built."""
+    header, sections = read_container(data)
+    load_networks(header, sections, model)
+    decode_tables(header.get("grids"), sections, model.tables())
+
+
+@dataclass
+class BenchExport:
+    """Times export and import of a full-size untrained model."""
+
+    method: str = "shacira-nerfacto"
+    """Registered method whose default model config is built."""
+    laplace_scale: float = 2.0
+    """Scale of the Laplace the integer latents (or indices) are rounded from."""
+    repeats: int = 3
+    """Timed repetitions (the minimum and all values are reported)."""
+    num_train_data: int = 100
+    """Training images the model is built for (size of the appearance embedding)."""
+    threads: int = 0
+    """torch threads (0: leave torch's default)."""
+    seed: int = 0
+
+    def main(self) -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        begin = time.perf_counter()
+        model = build_model(self.method, self.num_train_data, self.seed)
+        build_seconds = time.perf_counter() - begin
+        fill_tables(model, self.laplace_scale, self.seed)
+        target = build_model(self.method, self.num_train_data, self.seed + 1)
+        export_s: List[float] = []
+        import_s: List[float] = []
+        for _ in range(self.repeats):
+            begin = time.perf_counter()
+            data, sizes = export_bytes(model, self.method)
+            export_s.append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            import_bytes(data, target)
+            import_s.append(time.perf_counter() - begin)
+        for ours, theirs in zip(model.tables(), target.tables()):
+            if isinstance(ours, ShaciraTable) and not torch.equal(ours.integer_latents(), theirs.integer_latents()):
+                raise RuntimeError("decoded latents differ from the exported ones")
+            if isinstance(ours, VqadTable) and not torch.equal(ours.integer_indices(), theirs.integer_indices()):
+                raise RuntimeError("decoded indices differ from the exported ones")
+        result: Dict[str, Any] = {
+            "method": self.method,
+            "torch_threads": torch.get_num_threads(),
+            "grid_rows": [t.num_rows for t in model.tables()],
+            "file_bytes": len(data),
+            "bytes_by_part": {"networks": sizes["networks"], "grids": len(data) - sizes["networks"]},
+            "model_build_seconds (not timed below)": build_seconds,
+            "export_seconds": {"min": min(export_s), "all": export_s},
+            "import_seconds": {"min": min(import_s), "all": import_s},
+            "export_plus_import_seconds_min": min(export_s) + min(import_s),
+        }
+        main = model.tables()[0]
+        if isinstance(main, ShaciraTable):
+            latents = main.integer_latents().numpy()  # int32 [rows, D]
+            tables = build_tables(latents, main.prior.pmf)
+            begin = time.perf_counter()
+            stream = encode_latents(latents, tables)
+            encode_seconds = time.perf_counter() - begin
+            begin = time.perf_counter()
+            decoded = decode_latents(stream, len(latents), tables)
+            decode_seconds = time.perf_counter() - begin
+            if not np.array_equal(decoded, latents):
+                raise RuntimeError("range coder round trip failed")
+            result["coder_main_grid"] = {
+                "symbols": int(latents.size),
+                "bits_per_symbol": 8 * len(stream) / latents.size,
+                "encode_symbols_per_second": latents.size / encode_seconds,
+                "decode_symbols_per_second": latents.size / decode_seconds,
+            }
+        print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    tyro.cli(BenchExport).main()
