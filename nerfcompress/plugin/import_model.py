@@ -185,6 +185,9 @@ def import_file(data: bytes, output_dir: Path) -> Path:
     config, pipeline, step = decode_pipeline(data, output_dir)
     checkpoint_dir = config.get_checkpoint_dir()
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    # ns-viewer writes its log into get_base_dir() (output_dir/viewer/<method>/imported) with a
+    # non-recursive mkdir: without this, ns-viewer --load-config on an import crashes at start.
+    config.get_base_dir().mkdir(parents=True, exist_ok=True)
     for stale in checkpoint_dir.glob("step-*.ckpt"):
         stale.unlink()  # eval_setup loads the highest step: only ours may be there
     torch.save({"step": step, "pipeline": pipeline.state_dict()}, checkpoint_dir / f"step-{step:09d}.ckpt")
