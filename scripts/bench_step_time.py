@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import tyro
 import yaml
+from demo import flags_to_args  # scripts/ is on sys.path when run as a script
 from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
 from rich.console import Console
 
@@ -27,14 +28,6 @@ from nerfcompress.scenes.synthetic import write_synthetic_scene
 
 CONSOLE = Console()
 REPO = Path(__file__).resolve().parent.parent
-
-
-def flags_to_args(flags: Dict[str, object]) -> List[str]:
-    args: List[str] = []
-    for flag, value in flags.items():
-        values = value if isinstance(value, list) else [value]
-        args += [flag, *(str(v) for v in values)]
-    return args
 
 
 @dataclass
