@@ -40,8 +40,9 @@ class FeatureTable(nn.Module):
         raise NotImplementedError
 
     def rate_bits(self) -> Tensor:
-        """Differentiable estimate of the coded size of the rows, in bits (scalar)."""
-        return self.decode().new_zeros(())
+        """Differentiable estimate of the coded size of the rows, in bits (scalar); zero for tables
+        without a learned rate (no decode needed)."""
+        return next(self.parameters()).new_zeros(())
 
     def forward(self) -> Tensor:
         """Decoded table ``[rows, F]``, cached while in eval mode without gradients."""
