@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+import numpy as np
 import tyro
 from PIL import Image
 from rich.console import Console
@@ -64,17 +65,21 @@ class ScreenshotError(Exception):
 
 @dataclass
 class CanvasStats:
-    """How much the 3D canvas region of a screenshot varies."""
+    """How the centre of the 3D canvas looks in a screenshot, and how much of it a render changed."""
 
     distinct_colours: int
     background_fraction: float  # share of the most common colour
+    changed_fraction: Optional[float]  # share of pixels unlike the empty canvas; None without a reference
 
     def __str__(self) -> str:
-        return f"{self.distinct_colours} distinct colours, most common colour {self.background_fraction:.0%}"
+        text = f"{self.distinct_colours} distinct colours, most common colour {self.background_fraction:.0%}"
+        if self.changed_fraction is not None:
+            text += f", {self.changed_fraction:.0%} of pixels changed from the empty canvas"
+        return text
 
 
-def canvas_stats(png: bytes, box: Tuple[int, int, int, int]) -> CanvasStats:
-    """Statistics of the central 60% of ``box`` (left, top, right, bottom; CSS px = image px).
+def canvas_centre(png: bytes, box: Tuple[int, int, int, int]) -> Image.Image:
+    """The central 60% of ``box`` (left, top, right, bottom; CSS px = image px) as an RGB image.
 
     The centre leaves out the axes gizmo in the canvas corner, which is drawn even when no
     render has arrived.
@@ -84,10 +89,39 @@ def canvas_stats(png: bytes, box: Tuple[int, int, int, int]) -> CanvasStats:
     width, height = right - left, bottom - top
     if width < 10 or height < 10:
         raise ScreenshotError(f"the viewer's canvas is {width}x{height} px: the page did not lay out")
-    crop = image.crop((left + width // 5, top + height // 5, right - width // 5, bottom - height // 5))
-    total = crop.width * crop.height
-    colours = crop.getcolors(maxcolors=total) or []  # (count, colour) pairs
-    return CanvasStats(len(colours), max(count for count, _ in colours) / total)
+    return image.crop((left + width // 5, top + height // 5, right - width // 5, bottom - height // 5))
+
+
+def canvas_stats(centre: Image.Image, empty_centre: Optional[Image.Image], tolerance: int = 6) -> CanvasStats:
+    """Statistics of a canvas centre; ``empty_centre`` is the same region before any render arrived.
+
+    A pixel counts as changed when some channel differs from the empty canvas by more than
+    ``tolerance`` (JPEG noise in the streamed render stays below it).
+    """
+    total = centre.width * centre.height
+    colours = centre.getcolors(maxcolors=total) or []  # (count, colour) pairs
+    changed = None
+    if empty_centre is not None and empty_centre.size == centre.size:
+        difference = np.abs(np.asarray(centre, np.int16) - np.asarray(empty_centre, np.int16)).max(axis=-1)
+        changed = float((difference > tolerance).mean())
+    return CanvasStats(len(colours), max(count for count, _ in colours) / total, changed)
+
+
+def render_resolution(page_text: str) -> Optional[Tuple[int, int]]:
+    """The render resolution the viewer's panel shows; None until a first render arrived (0x0)."""
+    match = RESOLUTION.search(page_text)
+    if match is None or 0 in (size := (int(match.group(1)), int(match.group(2)))):
+        return None
+    return size
+
+
+def canvas_box(page_state: Dict[str, Any]) -> Optional[Tuple[int, int, int, int]]:
+    """The largest canvas's box in screenshot pixels (PAGE_STATE gives CSS px and the pixel ratio)."""
+    if not page_state.get("canvas"):
+        return None
+    scale = page_state.get("dpr") or 1
+    left, top, right, bottom = (round(value * scale) for value in page_state["canvas"])
+    return left, top, right, bottom
 
 
 def free_port() -> int:
@@ -195,8 +229,13 @@ class ViewerScreenshot:
     """Bound on each wait: the viewer's port, the page connecting, the render settling."""
     max_num_display_images: int = 8
     """Passed to ns-viewer: training-camera thumbnails to show (each is rendered into the scene)."""
+    min_changed_fraction: float = 0.5
+    """The render must change at least this share of the canvas centre from the empty canvas, captured
+    before the first render arrived. A barely trained model renders a near-uniform image, so this, not
+    the image's own variety, is what tells a render from the empty scene."""
     min_distinct_colours: int = 64
-    """The canvas centre must have at least this many distinct colours..."""
+    """Only when the empty canvas could not be captured first (the render came too fast): the centre
+    must have at least this many distinct colours..."""
     max_background_fraction: float = 0.5
     """...and its most common colour may cover at most this share (an empty canvas is 1 colour, 100%)."""
     verbose: bool = False
@@ -319,31 +358,38 @@ class ViewerScreenshot:
             await tab.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
                            deviceScaleFactor=1, mobile=False)  # fmt: skip
             await tab.call("Page.navigate", url=url)
-            last_resolution, since, stats, failure = None, time.monotonic(), None, "the page never drew a canvas"
+            last_resolution, since, failure = None, time.monotonic(), "the page never drew a canvas"
+            empty_png: Optional[bytes] = None  # the page before any render arrived
             while True:
                 if viewer.poll() is not None:
                     raise ScreenshotError(f"ns-viewer exited with status {viewer.returncode}: {last_line(viewer_log)}")
                 state = await tab.evaluate(PAGE_STATE) or {}
                 text = state.get("text", "")
-                match = RESOLUTION.search(text)
-                # 0x0 until the first render arrives; the transform gizmo drawn meanwhile is no render
-                resolution = match.group(1, 2) if match and "0" not in match.group(1, 2) else None
+                resolution = render_resolution(text)
                 if resolution != last_resolution:
                     if self.verbose:
                         CONSOLE.print(f"  {time.monotonic() - started:6.1f} s: render resolution {resolution}")
                     last_resolution, since = resolution, time.monotonic()
                 connected = "Connected" in text and "Disconnected" not in text
+                box = canvas_box(state)
+                if connected and box is not None and resolution is None and empty_png is None:
+                    shot = await tab.screenshot()
+                    # the viewer sends an image before its resolution text: keep the shot only if no
+                    # render had arrived when it was taken, nor just after
+                    if render_resolution((await tab.evaluate(PAGE_STATE) or {}).get("text", "")) is None:
+                        empty_png = shot
+                        if self.verbose:
+                            CONSOLE.print(f"  {time.monotonic() - started:6.1f} s: captured the empty canvas")
                 # A render at "Max res" is the viewer's last refinement of a still camera: take it at once.
-                final = resolution is not None and max(map(int, resolution)) >= self.max_res
+                final = resolution is not None and max(resolution) >= self.max_res
                 settled = resolution is not None and (final or time.monotonic() - since >= self.settle_seconds)
-                if connected and settled and state.get("canvas"):
+                if connected and settled and box is not None:
                     png = await tab.screenshot()
-                    scale = state.get("dpr") or 1
-                    box = tuple(round(value * scale) for value in state["canvas"])
-                    stats = canvas_stats(png, box)  # type: ignore[arg-type]
+                    empty_centre = None if empty_png is None else canvas_centre(empty_png, box)
+                    stats = canvas_stats(canvas_centre(png, box), empty_centre)
                     if self._looks_rendered(stats):
                         steady = "at max res" if final else f"unchanged for {self.settle_seconds:.0f} s"
-                        note = f"render {'x'.join(resolution)} px, {steady}"
+                        note = f"render {resolution[0]}x{resolution[1]} px, {steady}"
                         return png, stats, note
                     failure = f"the canvas looks empty ({stats})"
                 elif not connected:
@@ -351,12 +397,14 @@ class ViewerScreenshot:
                 elif resolution is None:
                     failure = "no render arrived (the viewer's resolution stayed 0x0)"
                 else:
-                    failure = f"the render resolution kept changing (last {'x'.join(resolution)} px)"
+                    failure = f"the render resolution kept changing (last {resolution[0]}x{resolution[1]} px)"
                 if time.monotonic() > deadline:
                     raise ScreenshotError(f"after {self.timeout_seconds:.0f} s: {failure}")
                 await asyncio.sleep(1.0)
 
     def _looks_rendered(self, stats: CanvasStats) -> bool:
+        if stats.changed_fraction is not None:
+            return stats.changed_fraction >= self.min_changed_fraction
         return (
             stats.distinct_colours >= self.min_distinct_colours
             and stats.background_fraction <= self.max_background_fraction

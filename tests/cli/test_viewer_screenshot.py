@@ -24,8 +24,15 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "viewer_screenshot.py
 
 
 def _exported_tiny_model(scene: Path, tmp_path: Path) -> Path:
-    """shacira-nerfacto trained 2 iterations on CPU (as tests/plugin/test_train_e2e.py), exported."""
+    """shacira-nerfacto trained 2 iterations on CPU (as tests/plugin/test_train_e2e.py), exported.
+
+    Small grids and few samples per ray: the viewer's full-resolution render on 2 CPU cores is
+    what this test spends its time on, and the default nerfacto sampling made it take minutes.
+    """
     config = copy.deepcopy(all_methods["shacira-nerfacto"])
+    model = config.pipeline.model
+    model.num_levels, model.log2_hashmap_size, model.proposal_log2_hashmap_size = 8, 12, 10
+    model.num_proposal_samples_per_ray, model.num_nerf_samples_per_ray = (16, 8), 8
     config.machine.device_type = "cpu"
     config.mixed_precision = False
     config.max_num_iterations = 2
