@@ -11,7 +11,9 @@ The forward value is the hard lookup (exactly; the last two terms cancel to zero
 logits get the gradient of the soft lookup ``softmax(C) @ D`` and the codebook the gradient of
 the hard lookup. This is the gradient of the reference implementation (kaolin-wisp's
 ``CodebookOctreeGrid``, which multiplies straight-through one-hot keys by the codebook), computed
-at table level as one ``[rows_l, K] x [K, F]`` matmul per level instead of per sample.
+at table level instead of per sample, by one autograd function (:class:`_StraightThroughLookup`)
+whose forward is only the hard gather and whose backward forms the softmax's gradient directly,
+so the soft lookup's value is never computed.
 
 The file stores fp16 codebooks and, per level, the indices either bit-packed at ``b`` bits per
 row or range-coded with the level's own frequency tables, whichever is smaller
@@ -29,6 +31,42 @@ from nerfcompress.entropy.indices import coded_index_bits
 from nerfcompress.tables.base import FeatureTable
 
 MAX_BITS = 8  # indices are stored as uint8
+
+
+class _StraightThroughLookup(torch.autograd.Function):
+    """Hard codebook lookup forward, soft-lookup gradient for the logits (see the module docstring).
+
+    forward(logits ``[rows, K]``, codebooks ``[L, K, F]``, level_of_row int64 ``[rows]``,
+    level_rows tuple of L ints) -> ``[rows, F]``. With ``P = softmax(C)`` and upstream gradient
+    ``G [rows, F]``, the backward gives the logits ``P * (G D^T - sum_k P * G D^T)`` per level (the
+    softmax gradient of ``P @ sg(D)``) and the codebooks the hard lookup's gradient, ``G``
+    accumulated at each row's code.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, codebooks: Tensor, level_of_row: Tensor, level_rows: tuple) -> Tensor:
+        codebook_size = codebooks.shape[1]
+        flat_indices = level_of_row * codebook_size + logits.argmax(dim=-1)  # int64 [rows]
+        ctx.save_for_backward(logits, codebooks, flat_indices)
+        ctx.level_rows = level_rows
+        return codebooks.flatten(0, 1).index_select(0, flat_indices)
+
+    @staticmethod
+    def backward(ctx, grad_rows: Tensor):
+        logits, codebooks, flat_indices = ctx.saved_tensors
+        grad_logits = grad_codebooks = None
+        if ctx.needs_input_grad[0]:
+            grad_logits = torch.empty_like(logits)
+            for level, (grad_level, logits_level, out) in enumerate(
+                zip(grad_rows.split(ctx.level_rows), logits.split(ctx.level_rows), grad_logits.split(ctx.level_rows))
+            ):
+                probabilities = torch.softmax(logits_level, dim=-1)  # [rows_l, K]
+                torch.mm(grad_level, codebooks[level].detach().t(), out=out)  # dL/dP = G D^T  [rows_l, K]
+                out.sub_(torch.linalg.vecdot(probabilities, out).unsqueeze(-1)).mul_(probabilities)
+        if ctx.needs_input_grad[1]:
+            flat = codebooks.flatten(0, 1)
+            grad_codebooks = torch.zeros_like(flat).index_add_(0, flat_indices, grad_rows).view_as(codebooks)
+        return grad_logits, grad_codebooks, None, None
 
 
 class VqadTable(FeatureTable):
@@ -92,20 +130,11 @@ class VqadTable(FeatureTable):
         flat_indices = self.level_of_row * self.codebook_size + indices.long()  # int64 [rows]
         return self.codebooks.flatten(0, 1).index_select(0, flat_indices)
 
-    def soft_lookup(self) -> Tensor:
-        """``softmax(C_l) @ D_l`` per level, ``[rows, F]`` (codebooks detached: they learn from
-        the hard lookup, as in the reference)."""
-        probabilities = torch.softmax(self.logits, dim=-1).split(self.level_rows)  # [rows_l, K] each
-        codebooks = self.codebooks.detach()
-        return torch.cat([p @ codebooks[level] for level, p in enumerate(probabilities)])
-
     def decode(self) -> Tensor:
         """``[rows, F]``: the hard lookup; in training with the straight-through gradient."""
-        hard = self.hard_lookup(self.logits.detach().argmax(dim=-1))
         if not self.training:
-            return hard
-        soft = self.soft_lookup()
-        return hard + (soft - soft.detach())  # bracketed: exactly zero, so the value is exactly `hard`
+            return self.hard_lookup(self.logits.detach().argmax(dim=-1))
+        return _StraightThroughLookup.apply(self.logits, self.codebooks, self.level_of_row, self.level_rows)
 
     @torch.no_grad()
     def assign_codes(self, indices: Tensor, codebooks: Tensor) -> None:
