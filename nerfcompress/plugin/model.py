@@ -114,7 +114,7 @@ class PlainNerfactoModelConfig(GridNerfactoModelConfig):
     """Uncompressed baseline: float rows on the same layout as the compressed methods."""
 
     def build_table(self, layout: GridLayout) -> FeatureTable:
-        return PlainTable(layout.num_rows, layout.features_per_level)
+        return PlainTable(layout.num_rows, layout.features_per_level, level_rows=layout.level_rows)
 
 
 @dataclass
@@ -164,6 +164,7 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
             latent_init_scale=self.latent_init_scale,
             decoder_init_scale=self.decoder_init_scale,
             schedule=self.rounding_schedule(),
+            level_rows=layout.level_rows,
         )
 
     def rate_loss_weight(self) -> float:

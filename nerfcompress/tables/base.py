@@ -8,7 +8,7 @@ uncompressed one.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,9 +22,16 @@ class FeatureTable(nn.Module):
     Args:
         num_rows: total rows of the grid (all levels concatenated).
         num_features: features per row ``F``.
+        level_rows: rows of each level, level 0 first (``GridLayout.level_rows``), summing to
+            ``num_rows``; the file codes each level on its own so that a prefix of the file
+            decodes the coarse levels. None: the table is one level.
+
+    Raises:
+        ValueError: ``num_rows`` or ``num_features`` below 1, or ``level_rows`` empty, with a
+            level below 1 row, or not summing to ``num_rows``.
     """
 
-    def __init__(self, num_rows: int, num_features: int) -> None:
+    def __init__(self, num_rows: int, num_features: int, level_rows: Optional[Sequence[int]] = None) -> None:
         super().__init__()
         if num_rows < 1:
             raise ValueError(f"num_rows must be >= 1, got {num_rows}")
@@ -32,8 +39,20 @@ class FeatureTable(nn.Module):
             raise ValueError(f"num_features must be >= 1, got {num_features}")
         self.num_rows = int(num_rows)
         self.num_features = int(num_features)
+        if level_rows is None:
+            level_rows = (self.num_rows,)
+        if len(level_rows) == 0 or any(int(rows) < 1 for rows in level_rows):
+            raise ValueError(f"level_rows must be a non-empty sequence of ints >= 1, got {list(level_rows)}")
+        if sum(int(rows) for rows in level_rows) != self.num_rows:
+            raise ValueError(f"level_rows {list(level_rows)} must sum to num_rows={self.num_rows}")
+        self.level_rows = tuple(int(rows) for rows in level_rows)
         self._cached_table: Optional[Tensor] = None
         self.register_load_state_dict_post_hook(lambda module, _keys: module.clear_cache())
+
+    @property
+    def num_levels(self) -> int:
+        """``L``, the number of levels."""
+        return len(self.level_rows)
 
     def decode(self) -> Tensor:
         """Decoded table ``[rows, F]``; differentiable in training mode."""

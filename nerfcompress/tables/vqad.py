@@ -103,8 +103,7 @@ class VqadTable(FeatureTable):
             raise ValueError(f"codebook_init_scale must be >= 0, got {codebook_init_scale}")
         if not logit_init_scale >= 0:
             raise ValueError(f"logit_init_scale must be >= 0, got {logit_init_scale}")
-        super().__init__(sum(int(rows) for rows in level_rows), num_features)
-        self.level_rows = tuple(int(rows) for rows in level_rows)
+        super().__init__(sum(int(rows) for rows in level_rows), num_features, level_rows)
         self.bits = bits
         self.codebook_size = 2**bits
         num_levels = len(self.level_rows)
@@ -116,10 +115,6 @@ class VqadTable(FeatureTable):
         )
         level_of_row = torch.repeat_interleave(torch.arange(num_levels), torch.tensor(self.level_rows))
         self.register_buffer("level_of_row", level_of_row, persistent=False)  # int64 [rows]
-
-    @property
-    def num_levels(self) -> int:
-        return len(self.level_rows)
 
     def integer_indices(self) -> Tensor:
         """The indices the file stores, ``uint8 [rows]`` in ``[0, K)``: argmax of the logits."""

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,14 @@ def test_plain_table_decodes_to_its_rows_and_counts_fp16():
     assert table() is table.rows
     assert table.size_estimate_bits() == 16 * 40
     assert set(table.parameter_groups()) == {"grids"}
+
+
+def test_level_rows_default_to_one_level_and_must_sum_to_the_rows():
+    assert PlainTable(10, 4).level_rows == (10,) and PlainTable(10, 4).num_levels == 1
+    assert ShaciraTable(10, 2, level_rows=[2, 8]).level_rows == (2, 8)
+    for level_rows in ((2, 7), (), (10, 0)):
+        with pytest.raises(ValueError, match="level_rows"):
+            PlainTable(10, 4, level_rows=level_rows)
 
 
 def test_shacira_eval_decodes_rounded_latents_through_the_shared_decoder():
@@ -85,10 +94,22 @@ def test_shacira_size_estimate_is_the_coded_latents_tables_and_fp16_decoder():
     table = _shacira(rows=256)
     latents = table.integer_latents().numpy()
     tables = build_tables(latents, table.prior.pmf)
-    expected = estimate_bits(latents, tables) + 32 * (2 * 2 + sum(tables.support)) + 16 * (2 * 2 + 2)
+    expected = estimate_bits(latents, tables) + 16 + 32 * (2 * 2 + sum(tables.support)) + 16 * (2 * 2 + 2)
     assert table.size_estimate_bits() == pytest.approx(expected)
     stream_bits = 8 * len(encode_latents(latents, tables))
     assert abs(stream_bits - estimate_bits(latents, tables)) <= 64 + 0.01 * stream_bits
+
+
+def test_shacira_size_estimate_counts_one_stream_per_level():
+    table = _shacira(rows=256, level_rows=(8, 56, 192))
+    latents = table.integer_latents().numpy()
+    tables = build_tables(latents, table.prior.pmf)
+    one_level = _shacira(rows=256)
+    one_level.load_state_dict(table.state_dict())
+    assert table.size_estimate_bits() == pytest.approx(one_level.size_estimate_bits() + 2 * 16)
+    streams = [encode_latents(part, tables) for part in np.split(latents, [8, 64])]
+    stream_bits = 8 * sum(len(stream) for stream in streams)
+    assert abs(stream_bits - (estimate_bits(latents, tables) + 3 * 16)) <= 3 * 48 + 0.01 * stream_bits
 
 
 @pytest.mark.parametrize(
