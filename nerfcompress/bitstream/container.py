@@ -21,6 +21,13 @@ Nothing follows the last section. Every length read from the file is checked aga
 bytes that remain before anything is allocated, so a corrupt or hostile file costs at most its
 own size in memory. Everything that is wrong with a file raises :class:`BitstreamError`.
 
+Level of detail: a section named ``"<prefix>.l<level>"`` (:func:`level_section_name`) is a
+*level section*, holding one level of one grid; every other section is needed whatever the
+level of detail. Writers put all other sections first and then the level sections coarse level
+first, so a prefix of the file (``data[:n]``, e.g. a partial download) that reaches the level
+sections decodes to a lower level of detail: :func:`read_container_prefix` returns the sections
+it holds completely.
+
 Example:
     >>> data = write_container({"method": "shacira-nerfacto"}, [("cameras", b"...")])
     >>> header, sections = read_container(data)
@@ -29,22 +36,24 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from nerfcompress.errors import BitstreamError
 
 MAGIC = b"NCMP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-level sections, coarse level first (1: one stream per grid)
 MAX_HEADER_BYTES = 1 << 20
 MAX_NAME_BYTES = 64
 
 _PREAMBLE = struct.Struct("<4sHIII")  # magic, version, header length, header CRC32, section count
 _SECTION_FIXED = struct.Struct("<QI")  # payload length, payload CRC32
 _MIN_SECTION_BYTES = 1 + 1 + _SECTION_FIXED.size  # a one-character name and an empty payload
+_LEVEL_SUFFIX = re.compile(r"\.l(0|[1-9][0-9]{0,2})$")
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,19 @@ class SectionIndex:
     offset: int
     length: int
     crc32: int
+
+
+def level_section_name(prefix: str, level: int) -> str:
+    """Name of the section that holds ``level`` of ``prefix`` (a grid), e.g. ``"main.l3"``."""
+    return f"{prefix}.l{int(level)}"
+
+
+def split_level_section(name: str) -> Optional[Tuple[str, int]]:
+    """``(prefix, level)`` of a level section's name, None for any other section."""
+    match = _LEVEL_SUFFIX.search(name)
+    if match is None or match.start() == 0:
+        return None
+    return name[: match.start()], int(match.group(1))
 
 
 def section_frame_bytes(name: str) -> int:
@@ -169,13 +191,19 @@ def read_container_index(data: bytes) -> Tuple[Dict[str, Any], List[SectionIndex
         BitstreamError: if the file is not a nerfcompress file, has an unsupported version,
             a damaged header, or a length that runs past the end of the file.
     """
-    view = memoryview(data)
+    header, sections, _ = _parse_index(data, prefix=False)
+    return header, sections
+
+
+def _parse_preamble(view: memoryview, prefix: bool) -> Tuple[Dict[str, Any], int, int]:
+    """``(header, offset of the first section entry, declared section count)``."""
     size = len(view)
+    kind = "prefix" if prefix else "file"
     if size < _PREAMBLE.size:
         if bytes(view[:4]) != MAGIC[: min(size, 4)]:
             raise BitstreamError(f"not a nerfcompress file (magic {bytes(view[:4])!r}, expected {MAGIC!r})")
         raise BitstreamError(
-            f"file ends after {size} bytes, inside the {_PREAMBLE.size}-byte preamble; it is truncated"
+            f"{kind} ends after {size} bytes, inside the {_PREAMBLE.size}-byte preamble; it is truncated"
         )
     magic, version, header_len, header_crc, num_sections = _PREAMBLE.unpack_from(view, 0)
     if magic != MAGIC:
@@ -185,7 +213,11 @@ def read_container_index(data: bytes) -> Tuple[Dict[str, Any], List[SectionIndex
             f"format version {version} is newer than this nerfcompress (supports {FORMAT_VERSION}): upgrade"
         )
     if version != FORMAT_VERSION:
-        raise BitstreamError(f"format version {version} is not supported (this nerfcompress reads {FORMAT_VERSION})")
+        raise BitstreamError(
+            f"format version {version} is older than this nerfcompress reads ({FORMAT_VERSION}): re-export the "
+            "trained run with this version (ns-compress export --load-config outputs/<run>/config.yml), or decode "
+            "the file with the nerfcompress release that wrote it"
+        )
     if header_len > MAX_HEADER_BYTES:
         raise BitstreamError(
             f"header declares {header_len} bytes, the limit is {MAX_HEADER_BYTES}; the file is corrupt"
@@ -193,47 +225,104 @@ def read_container_index(data: bytes) -> Tuple[Dict[str, Any], List[SectionIndex
     offset = _PREAMBLE.size
     if header_len > size - offset:
         raise BitstreamError(
-            f"file ends after {size} bytes but the header declares {header_len} bytes from offset {offset}; "
-            "it is truncated"
+            f"{kind} ends after {size} bytes but the header declares {header_len} bytes from offset {offset}; "
+            + (f"a prefix must hold at least the first {offset + header_len} bytes" if prefix else "it is truncated")
         )
     header_bytes = bytes(view[offset : offset + header_len])
     if zlib.crc32(header_bytes) != header_crc:
         raise BitstreamError("header CRC32 mismatch; the file is corrupt (re-export it or check the download)")
-    header = _parse_header(header_bytes)
-    offset += header_len
-    if num_sections > (size - offset) // _MIN_SECTION_BYTES:
+    return _parse_header(header_bytes), offset + header_len, num_sections
+
+
+def _parse_index(data: bytes, prefix: bool) -> Tuple[Dict[str, Any], List[SectionIndex], int]:
+    """``(header, sections, declared section count)``; with ``prefix``, the sections are those
+    the data holds completely and parsing stops at the first one it does not."""
+    view = memoryview(data)
+    size = len(view)
+    header, offset, num_sections = _parse_preamble(view, prefix)
+    if not prefix and num_sections > (size - offset) // _MIN_SECTION_BYTES:
         raise BitstreamError(
             f"file declares {num_sections} sections but only {size - offset} bytes follow the header; "
             "it is truncated or corrupt"
         )
     sections: List[SectionIndex] = []
     for index in range(num_sections):
-        if size - offset < _MIN_SECTION_BYTES:
+        if size - offset < (1 if prefix else _MIN_SECTION_BYTES):
+            if prefix:
+                _check_prefix_end(sections, None, index, num_sections, size)
+                break
             raise BitstreamError(f"file ends after {size} bytes, inside the entry of section #{index}; it is truncated")
         name_len = view[offset]
-        if not 1 <= name_len <= MAX_NAME_BYTES or name_len + 1 + _SECTION_FIXED.size > size - offset:
+        entry_cut = 1 + name_len + _SECTION_FIXED.size > size - offset
+        if not 1 <= name_len <= MAX_NAME_BYTES or (entry_cut and not prefix):
             raise BitstreamError(
                 f"section #{index} at offset {offset} declares a {name_len}-byte name; the file is truncated or corrupt"
             )
-        name_bytes = bytes(view[offset + 1 : offset + 1 + name_len])
-        if not all(33 <= b <= 126 for b in name_bytes):
-            raise BitstreamError(f"section #{index} has a non-ASCII name {name_bytes!r}; the file is corrupt")
-        name = name_bytes.decode("ascii")
+        if entry_cut:  # a prefix that ends inside this entry; its name may be whole
+            name_is_whole = 1 + name_len <= size - offset
+            name = _ascii_name(bytes(view[offset + 1 : offset + 1 + name_len]), index) if name_is_whole else None
+            _check_prefix_end(sections, name, index, num_sections, size)
+            break
+        name = _ascii_name(bytes(view[offset + 1 : offset + 1 + name_len]), index)
         offset += 1 + name_len
         length, crc = _SECTION_FIXED.unpack_from(view, offset)
         offset += _SECTION_FIXED.size
+        if any(s.name == name for s in sections):
+            raise BitstreamError(f"section '{name}' appears twice; the file is corrupt")
         if length > size - offset:
+            if prefix:
+                _check_prefix_end(sections, name, index, num_sections, size)
+                break
             raise BitstreamError(
                 f"file ends after {size} bytes but section '{name}' declares {length} bytes from offset {offset}; "
                 "it is truncated"
             )
-        if any(s.name == name for s in sections):
-            raise BitstreamError(f"section '{name}' appears twice; the file is corrupt")
         sections.append(SectionIndex(name=name, offset=offset, length=length, crc32=crc))
         offset += length
-    if offset != size:
-        raise BitstreamError(f"{size - offset} bytes follow the last section; the file is corrupt")
-    return header, sections
+    else:
+        if offset != size:
+            raise BitstreamError(f"{size - offset} bytes follow the last section; the file is corrupt")
+    return header, sections, num_sections
+
+
+def _ascii_name(name_bytes: bytes, index: int) -> str:
+    if not all(33 <= b <= 126 for b in name_bytes):
+        raise BitstreamError(f"section #{index} has a non-ASCII name {name_bytes!r}; the file is corrupt")
+    return name_bytes.decode("ascii")
+
+
+def _check_prefix_end(
+    complete: List[SectionIndex], cut_name: Optional[str], index: int, num_sections: int, size: int
+) -> None:
+    """Raises unless a prefix that ends inside section #``index`` holds every section that is
+    not a level section: the cut section (or, when its name is cut too, the last complete one)
+    must be a level section, since writers put those last. (A prefix that ends inside the
+    name of the first level section is refused too; it decodes no level anyway.)"""
+    if cut_name is not None and split_level_section(cut_name) is not None:
+        return
+    if cut_name is None and complete and split_level_section(complete[-1].name) is not None:
+        return
+    where = f"inside section '{cut_name}'" if cut_name is not None else "before the name of the next section"
+    raise BitstreamError(
+        f"prefix of {size} bytes ends {where} (#{index} of {num_sections}) without reaching a level section; "
+        "a prefix must hold the header and every section that is not a level ('<grid>.l<level>'): "
+        "`ns-compress info` on the whole file lists the bytes each level needs"
+    )
+
+
+def _payloads(data: bytes, index: List[SectionIndex]) -> "OrderedDict[str, bytes]":
+    """``name -> payload`` of the indexed sections, every CRC32 checked."""
+    view = memoryview(data)
+    sections: "OrderedDict[str, bytes]" = OrderedDict()
+    for entry in index:
+        payload = bytes(view[entry.offset : entry.offset + entry.length])
+        if _section_crc(entry.name.encode("ascii"), payload) != entry.crc32:
+            raise BitstreamError(
+                f"section '{entry.name}' fails its CRC32 check; the file is corrupt "
+                "(re-export it or check the download)"
+            )
+        sections[entry.name] = payload
+    return sections
 
 
 def read_container(data: bytes) -> Tuple[Dict[str, Any], "OrderedDict[str, bytes]"]:
@@ -249,14 +338,28 @@ def read_container(data: bytes) -> Tuple[Dict[str, Any], "OrderedDict[str, bytes
         BitstreamError: as :func:`read_container_index`, or on a payload CRC32 mismatch.
     """
     header, index = read_container_index(data)
-    view = memoryview(data)
-    sections: "OrderedDict[str, bytes]" = OrderedDict()
-    for entry in index:
-        payload = bytes(view[entry.offset : entry.offset + entry.length])
-        if _section_crc(entry.name.encode("ascii"), payload) != entry.crc32:
-            raise BitstreamError(
-                f"section '{entry.name}' fails its CRC32 check; the file is corrupt "
-                "(re-export it or check the download)"
-            )
-        sections[entry.name] = payload
-    return header, sections
+    return header, _payloads(data, index)
+
+
+def read_container_prefix(data: bytes) -> Tuple[Dict[str, Any], "OrderedDict[str, bytes]", int]:
+    """Parses a prefix of a file (``file[:n]``, e.g. a partial download), or a whole file.
+
+    Only truncation is forgiven: the sections the prefix holds completely are returned, and
+    parsing stops at the first one it does not; everything else is checked as in
+    :func:`read_container` (a damaged header, name or length, or a complete section that fails
+    its CRC32, still raises).
+
+    Args:
+        data: the prefix.
+
+    Returns:
+        ``(header, sections, num_sections)``: the complete sections as ``name -> payload`` in
+        file order, and how many sections the whole file declares (``len(sections)`` when
+        ``data`` is the whole file).
+
+    Raises:
+        BitstreamError: if the prefix ends before the header ends, or before every section
+            that is not a level section (see the module docstring); or as :func:`read_container`.
+    """
+    header, index, num_sections = _parse_index(data, prefix=True)
+    return header, _payloads(data, index), num_sections

@@ -1,19 +1,24 @@
 """FeatureTables <-> file sections: one codec per table kind, dispatched by a registry.
 
 Each grid ``g`` (the model's grids in order: main field first, then the proposal grids) gets
-a JSON entry in the header's ``"grids"`` list (``{"name", "table", "rows", "features", ...}``)
-and one or more sections named ``"<name>.<part>"``:
+a JSON entry in the header's ``"grids"`` list (``{"name", "table", "rows", "features",
+"level_rows", ...}``, ``level_rows`` being the rows of each level, level 0 first), one section
+per level named ``"<name>.l<level>"`` holding only that level's rows, and possibly sections
+every level needs, named ``"<name>.<part>"``:
 
-* ``plain``: ``.rows``, fp16 ``[rows, F]``.
-* ``shacira``: ``.cdf`` (integer coding tables: int32 ``lo [D]``, uint32 ``support [D]``,
-  then every channel's uint32 counts back to back), ``.latents`` (the range-coded integer
-  latents, channel 0 first; rows of level 0 come first within a channel), ``.decoder``
-  (fp16 weight ``[F, D]`` and bias ``[F]``).
-* ``vqad``: one section per level, coarse level first, named ``"<name>.l<level>"``: the level's
-  fp16 codebook ``[K, F]`` (``K * F * 2`` bytes), then its ``b``-bit indices in the coding the
-  header entry records in ``"coding"`` (one of ``"packed"``/``"range"`` per level, whichever
-  was smaller; formats in :mod:`nerfcompress.entropy.indices`). The entry also holds ``"bits"``
-  and ``"level_rows"``. A prefix of the file holding levels ``0 .. l`` is enough to decode them.
+* ``plain``: level sections of fp16 rows ``[rows_l, F]``.
+* ``shacira``: ``.cdf`` (integer coding tables shared by all levels: int32 ``lo [D]``, uint32
+  ``support [D]``, then every channel's uint32 counts back to back), ``.decoder`` (fp16 weight
+  ``[F, D]`` and bias ``[F]``), and level sections each holding the level's integer latents
+  as its own range-coded stream (channel 0 first) under those tables.
+* ``vqad``: level sections holding the level's fp16 codebook ``[K, F]`` (``K * F * 2`` bytes),
+  then its ``b``-bit indices in the coding the header entry records in ``"coding"`` (one of
+  ``"packed"``/``"range"`` per level, whichever was smaller; formats in
+  :mod:`nerfcompress.entropy.indices`). The entry also holds ``"bits"``.
+
+:func:`encode_tables` returns the sections in file order (:mod:`nerfcompress.bitstream.levels`):
+the per-grid parts first, then the level sections of all grids interleaved, coarse level first,
+so a prefix of the file decodes the coarse levels (``decode_tables(..., num_levels=k)``).
 
 The decoder reads only the stored integer tables; the learned prior is not stored. New table
 kinds plug in with :func:`register_table_codec`.
@@ -22,11 +27,13 @@ kinds plug in with :func:`register_table_codec`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
+from nerfcompress.bitstream.container import level_section_name
+from nerfcompress.bitstream.levels import entry_level_rows, order_sections
 from nerfcompress.bitstream.tensors import pack_tensors, unpack_tensors
 from nerfcompress.entropy.coder import ChannelTables, build_tables, decode_latents, encode_latents
 from nerfcompress.entropy.indices import decode_indices, encode_indices
@@ -35,7 +42,7 @@ from nerfcompress.tables import FeatureTable, PlainTable, ShaciraTable, VqadTabl
 
 Sections = List[Tuple[str, bytes]]
 Encoder = Callable[[FeatureTable, str], Tuple[Dict[str, Any], Sections]]
-Decoder = Callable[[Mapping[str, Any], Mapping[str, bytes], FeatureTable], None]
+Decoder = Callable[[Mapping[str, Any], Mapping[str, bytes], FeatureTable, int], None]
 
 
 @dataclass(frozen=True)
@@ -46,9 +53,13 @@ class TableCodec:
         kind: the ``"table"`` value in the header, e.g. ``"shacira"``.
         table_type: the FeatureTable subclass it encodes.
         encode: ``(table, name) -> (meta, sections)``; meta is the JSON header entry without
-            ``name``/``table``/``rows``/``features``, sections are named ``"<name>.<part>"``.
-        decode: ``(meta, sections, table) -> None``, fills the table's parameters in place
-            from untrusted meta and sections; raises :class:`BitstreamError`.
+            ``name``/``table``/``rows``/``features``/``level_rows``; sections are named
+            ``"<name>.<part>"``, level ``l``'s rows only in ``"<name>.l<l>"`` (any order).
+        decode: ``(meta, sections, table, num_levels) -> None``, fills the table's parameters
+            in place from untrusted meta and sections, levels ``0 .. num_levels - 1`` from their
+            sections (``1 <= num_levels <= table.num_levels``) and the finer ones with zeros;
+            meta's ``level_rows`` is already checked against the table. Raises
+            :class:`BitstreamError`.
     """
 
     kind: str
@@ -95,15 +106,18 @@ def _load_tensors(
 
 
 def _encode_plain(table: PlainTable, name: str) -> Tuple[Dict[str, Any], Sections]:
-    spec, payload = pack_tensors({"rows": table.rows}, "<f2")
-    return {"spec": spec}, [(f"{name}.rows", payload)]
+    levels = table.rows.detach().cpu().split(table.level_rows)  # [rows_l, F] each
+    return {}, [
+        (level_section_name(name, level), pack_tensors({"rows": rows}, "<f2")[1]) for level, rows in enumerate(levels)
+    ]
 
 
-def _decode_plain(meta: Mapping[str, Any], sections: Mapping[str, bytes], table: PlainTable) -> None:
-    name = meta["name"]
-    rows = _load_tensors(
-        meta.get("spec"), _section(sections, f"{name}.rows"), {"rows": tuple(table.rows.shape)}, f"'{name}.rows'"
-    )["rows"]
+def _decode_plain(meta: Mapping[str, Any], sections: Mapping[str, bytes], table: PlainTable, num_levels: int) -> None:
+    rows = torch.zeros(table.num_rows, table.num_features)  # levels not decoded stay zero
+    for level, out in enumerate(rows.split(table.level_rows)[:num_levels]):
+        section = level_section_name(meta["name"], level)
+        spec = [{"name": "rows", "dtype": "<f2", "shape": list(out.shape)}]
+        out.copy_(_load_tensors(spec, _section(sections, section), {"rows": tuple(out.shape)}, f"'{section}'")["rows"])
     with torch.no_grad():
         table.rows.copy_(rows)
 
@@ -145,41 +159,58 @@ def _encode_shacira(table: ShaciraTable, name: str) -> Tuple[Dict[str, Any], Sec
     latents = table.integer_latents().cpu().numpy()  # int32 [rows, D]
     tables = build_tables(latents, table.prior.pmf)
     spec, decoder = pack_tensors({"weight": table.decoder.weight, "bias": table.decoder.bias}, "<f2")
-    sections = [
-        (f"{name}.cdf", pack_channel_tables(tables)),
-        (f"{name}.latents", encode_latents(latents, tables)),
-        (f"{name}.decoder", decoder),
-    ]
+    sections = [(f"{name}.cdf", pack_channel_tables(tables)), (f"{name}.decoder", decoder)]
+    for level, level_latents in enumerate(np.split(latents, np.cumsum(table.level_rows)[:-1])):
+        sections.append((level_section_name(name, level), encode_latents(level_latents, tables)))
     return {"latent_dim": table.latent_dim, "decoder": spec}, sections
 
 
-def decode_shacira_latents(meta: Mapping[str, Any], sections: Mapping[str, bytes], max_rows: int) -> np.ndarray:
-    """The integer latents of a SHACIRA grid: int32 ``[rows, D]``.
+def decode_shacira_latents(
+    meta: Mapping[str, Any], sections: Mapping[str, bytes], max_rows: int, num_levels: Optional[int] = None
+) -> np.ndarray:
+    """The integer latents of a SHACIRA grid's coarsest levels.
 
     Args:
         meta: the grid's header entry (untrusted).
         sections: the file's sections.
         max_rows: the most rows accepted (the rebuilt grid's row count).
+        num_levels: decode levels ``0 .. num_levels - 1`` (``>= 1``; all levels if None or
+            more than the grid has).
+
+    Returns:
+        int32 ``[rows_0 + ... + rows_{num_levels - 1}, D]``, level 0's rows first.
 
     Raises:
         BitstreamError: on a malformed entry, missing sections or a damaged stream.
+        ValueError: if ``num_levels`` is below 1.
     """
+    if num_levels is not None and num_levels < 1:
+        raise ValueError(f"num_levels must be None or >= 1, found {num_levels}")
     name, rows, dim = meta["name"], meta.get("rows"), meta.get("latent_dim")
-    if not isinstance(rows, int) or isinstance(rows, bool):
-        raise BitstreamError(f"grid '{name}' declares rows={rows!r}; the file is corrupt")
+    if not isinstance(rows, int) or isinstance(rows, bool) or not 0 <= rows <= max_rows:
+        raise BitstreamError(f"grid '{name}' declares rows={rows!r:.40}, expected 0 .. {max_rows}; the file is corrupt")
     if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 64:
         raise BitstreamError(f"grid '{name}' declares latent_dim={dim!r}; the file is corrupt")
+    level_rows = entry_level_rows(meta)[:num_levels]
     tables = unpack_channel_tables(_section(sections, f"{name}.cdf"), dim)
-    return decode_latents(_section(sections, f"{name}.latents"), rows, tables, max_rows=max_rows)
+    levels = [
+        decode_latents(_section(sections, level_section_name(name, level)), count, tables, max_rows=count)
+        for level, count in enumerate(level_rows)
+    ]
+    return np.concatenate(levels)
 
 
-def _decode_shacira(meta: Mapping[str, Any], sections: Mapping[str, bytes], table: ShaciraTable) -> None:
+def _decode_shacira(
+    meta: Mapping[str, Any], sections: Mapping[str, bytes], table: ShaciraTable, num_levels: int
+) -> None:
     name = meta["name"]
     if meta.get("latent_dim") != table.latent_dim:
         raise BitstreamError(
             f"grid '{name}' stores latent_dim={meta.get('latent_dim')!r}, the model has {table.latent_dim}"
         )
-    latents = decode_shacira_latents(meta, sections, max_rows=table.num_rows)
+    latents = np.zeros((table.num_rows, table.latent_dim), np.int32)  # levels not decoded stay zero
+    decoded = decode_shacira_latents(meta, sections, max_rows=table.num_rows, num_levels=num_levels)
+    latents[: len(decoded)] = decoded
     shapes = {"weight": tuple(table.decoder.weight.shape), "bias": tuple(table.decoder.bias.shape)}
     decoder = _load_tensors(meta.get("decoder"), _section(sections, f"{name}.decoder"), shapes, f"'{name}.decoder'")
     with torch.no_grad():
@@ -197,8 +228,8 @@ def _encode_vqad(table: VqadTable, name: str) -> Tuple[Dict[str, Any], Sections]
         _, codebook = pack_tensors({"codebook": codebooks[level]}, "<f2")
         coding, index_bytes = encode_indices(level_indices, table.bits)
         codings.append(coding)
-        sections.append((f"{name}.l{level}", codebook + index_bytes))
-    return {"bits": table.bits, "level_rows": list(table.level_rows), "coding": codings}, sections
+        sections.append((level_section_name(name, level), codebook + index_bytes))
+    return {"bits": table.bits, "coding": codings}, sections
 
 
 def decode_vqad_level(
@@ -221,7 +252,7 @@ def decode_vqad_level(
     codings = meta.get("coding")
     if not isinstance(codings, list) or len(codings) != len(meta["level_rows"]):
         raise BitstreamError(f"grid '{name}' records codings {codings!r:.80}, expected one per level")
-    payload = _section(sections, f"{name}.l{level}")
+    payload = _section(sections, level_section_name(name, level))
     codebook_bytes = 2 * (1 << bits) * num_features
     if len(payload) < codebook_bytes:
         raise BitstreamError(
@@ -235,17 +266,17 @@ def decode_vqad_level(
     return indices, codebook.reshape(1 << bits, num_features)
 
 
-def _decode_vqad(meta: Mapping[str, Any], sections: Mapping[str, bytes], table: VqadTable) -> None:
-    name = meta["name"]
-    if meta.get("bits") != table.bits or meta.get("level_rows") != list(table.level_rows):
-        raise BitstreamError(
-            f"grid '{name}' stores bits={meta.get('bits')!r:.20}, level_rows={meta.get('level_rows')!r:.200}; "
-            f"the model has bits={table.bits}, level_rows={list(table.level_rows)}"
-        )
-    levels = [decode_vqad_level(meta, sections, level, table.num_features) for level in range(table.num_levels)]
-    indices = torch.from_numpy(np.concatenate([i for i, _ in levels]))
-    codebooks = torch.from_numpy(np.stack([c for _, c in levels]))
-    table.assign_codes(indices, codebooks.to(table.codebooks.device))
+def _decode_vqad(meta: Mapping[str, Any], sections: Mapping[str, bytes], table: VqadTable, num_levels: int) -> None:
+    if meta.get("bits") != table.bits:
+        raise BitstreamError(f"grid '{meta['name']}' stores bits={meta.get('bits')!r:.20}, the model has {table.bits}")
+    indices = np.zeros(table.num_rows, np.uint8)  # levels not decoded stay zero
+    codebooks = np.zeros(tuple(table.codebooks.shape), np.float32)  # [L, K, F]
+    offset = 0
+    for level in range(num_levels):
+        level_indices, codebooks[level] = decode_vqad_level(meta, sections, level, table.num_features)
+        indices[offset : offset + len(level_indices)] = level_indices
+        offset += len(level_indices)
+    table.assign_codes(torch.from_numpy(indices), torch.from_numpy(codebooks).to(table.codebooks.device))
 
 
 register_table_codec(TableCodec("plain", PlainTable, _encode_plain, _decode_plain))
@@ -261,7 +292,9 @@ def encode_tables(tables: Sequence[FeatureTable], names: Sequence[str]) -> Tuple
         names: a short unique name per grid (section prefixes), e.g. ``"g0"``.
 
     Returns:
-        ``(grids, sections)``: the header's ``"grids"`` list and the sections in file order.
+        ``(grids, sections)``: the header's ``"grids"`` list and the sections in file order:
+        every grid's per-grid parts (grid order), then level 0 of every grid, level 1 of every
+        grid, ... (:func:`~nerfcompress.bitstream.levels.order_sections`).
 
     Raises:
         UnsupportedTableError: if a table kind has no codec.
@@ -273,11 +306,20 @@ def encode_tables(tables: Sequence[FeatureTable], names: Sequence[str]) -> Tuple
     for table, name in zip(tables, names):
         codec = _codec_for(table)
         meta, table_sections = codec.encode(table, name)
+        level_sections = {level_section_name(name, level) for level in range(table.num_levels)}
+        assert level_sections <= {section for section, _ in table_sections}, (name, table_sections)
         grids.append(
-            {"name": name, "table": codec.kind, "rows": table.num_rows, "features": table.num_features, **meta}
+            {
+                "name": name,
+                "table": codec.kind,
+                "rows": table.num_rows,
+                "features": table.num_features,
+                "level_rows": list(table.level_rows),
+                **meta,
+            }
         )
         sections += table_sections
-    return grids, sections
+    return grids, order_sections(sections)
 
 
 def _check_entry(entry: Any, table: FeatureTable, index: int) -> TableCodec:
@@ -301,22 +343,37 @@ def _check_entry(entry: Any, table: FeatureTable, index: int) -> TableCodec:
             f"grid '{entry['name']}' stores [{entry.get('rows')!r}, {entry.get('features')!r}] rows, "
             f"the model's layout has [{table.num_rows}, {table.num_features}]"
         )
+    if entry.get("level_rows") != list(table.level_rows):
+        raise BitstreamError(
+            f"grid '{entry['name']}' stores level_rows={entry.get('level_rows')!r:.200}, "
+            f"the model's layout has {list(table.level_rows)}"
+        )
     return codec
 
 
-def decode_tables(grids: Any, sections: Mapping[str, bytes], tables: Sequence[FeatureTable]) -> None:
+def decode_tables(
+    grids: Any, sections: Mapping[str, bytes], tables: Sequence[FeatureTable], num_levels: Optional[int] = None
+) -> None:
     """Fills ``tables`` in place from the header's ``"grids"`` list and the sections.
 
     Args:
         grids: the header's ``"grids"`` list (untrusted).
-        sections: the file's sections.
+        sections: the file's sections (a prefix's complete sections will do for the levels
+            decoded, see :func:`~nerfcompress.bitstream.levels.decodable_levels`).
         tables: freshly built tables of the rebuilt model, in grid order.
+        num_levels: decode levels ``0 .. num_levels - 1`` of every grid (a grid with fewer
+            levels decodes all of them); the rows of finer levels are set to zero, which is
+            harmless when the grids render only the decoded levels. None: every level.
 
     Raises:
         BitstreamError: if the entries do not match the tables or anything fails to decode.
+        ValueError: if ``num_levels`` is not None or an int >= 1.
     """
+    if num_levels is not None and (isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 1):
+        raise ValueError(f"num_levels must be None or an int >= 1, found {num_levels!r}")
     if not isinstance(grids, list) or len(grids) != len(tables):
         count = len(grids) if isinstance(grids, list) else type(grids).__name__
         raise BitstreamError(f"header lists {count} grids, the model has {len(tables)}; the file is corrupt")
     for index, (entry, table) in enumerate(zip(grids, tables)):
-        _check_entry(entry, table, index).decode(entry, sections, table)
+        levels = table.num_levels if num_levels is None else min(num_levels, table.num_levels)
+        _check_entry(entry, table, index).decode(entry, sections, table, levels)

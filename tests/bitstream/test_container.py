@@ -11,8 +11,11 @@ import pytest
 from nerfcompress.bitstream.container import (
     FORMAT_VERSION,
     MAGIC,
+    level_section_name,
     read_container,
     read_container_index,
+    read_container_prefix,
+    split_level_section,
     write_container,
 )
 from nerfcompress.errors import BitstreamError
@@ -83,6 +86,35 @@ def test_newer_version_asks_to_upgrade(data):
     newer = data[:4] + struct.pack("<H", 7) + data[6:]
     with pytest.raises(BitstreamError, match=rf"format version 7 is newer .* \(supports {FORMAT_VERSION}\): upgrade"):
         read_container(newer)
+
+
+def test_older_version_asks_to_re_export(data):
+    older = data[:4] + struct.pack("<H", FORMAT_VERSION - 1) + data[6:]
+    with pytest.raises(BitstreamError, match=rf"format version {FORMAT_VERSION - 1} is older .* re-export"):
+        read_container(older)
+
+
+def test_level_section_names():
+    assert level_section_name("main", 3) == "main.l3"
+    assert split_level_section("main.l3") == ("main", 3)
+    assert split_level_section("prop0.l12") == ("prop0", 12)
+    for name in ("main.cdf", "main.l", "main.l03", ".l1", "main.lx", "cameras"):
+        assert split_level_section(name) is None
+
+
+def test_prefix_reader_returns_the_complete_sections_of_a_levelled_file():
+    sections = [("cameras", b"c" * 30), ("g0.l0", b"a" * 50), ("g0.l1", b"b" * 70)]
+    data = write_container(HEADER, sections)
+    _, index = read_container_index(data)
+    header, read, num_sections = read_container_prefix(data)
+    assert header == HEADER and list(read.items()) == sections and num_sections == 3
+    for cut, expected in ((index[1].offset, ["cameras"]), (index[2].offset - 1, ["cameras", "g0.l0"])):
+        _, read, num_sections = read_container_prefix(data[:cut])
+        assert list(read) == expected and num_sections == 3
+    with pytest.raises(BitstreamError, match="follow the last section"):
+        read_container_prefix(data + b"x")
+    with pytest.raises(BitstreamError, match="inside section 'cameras'"):
+        read_container_prefix(data[: index[0].offset + 5])
 
 
 def _with_section_length(data: bytes, name: str, length: int) -> bytes:

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from nerfcompress.bitstream.container import read_container, write_container
+from nerfcompress.bitstream.container import (
+    read_container,
+    read_container_index,
+    read_container_prefix,
+    write_container,
+)
+from nerfcompress.bitstream.levels import decodable_levels, level_prefix_bytes
 from nerfcompress.bitstream.model_codec import (
     UnsupportedTableError,
     decode_shacira_latents,
@@ -13,19 +19,20 @@ from nerfcompress.bitstream.model_codec import (
     pack_channel_tables,
     unpack_channel_tables,
 )
-from nerfcompress.entropy.coder import ChannelTables
+from nerfcompress.entropy.coder import ChannelTables, decode_latents
 from nerfcompress.errors import BitstreamError
+from nerfcompress.grid import GridLayout, interp_torch
 from nerfcompress.tables import PlainTable, ShaciraTable, VqadTable
 
 # SHA-256 of the tiny export built by _fixed_tables(); changes only with the file format (and
 # with zlib's deflate output for the header, identical for every stock zlib).
-GOLDEN_SHA256 = "b45b3bb3beea092eebf83029122642bbcaee8a34d4c7c7f71a548c27937c9b54"
+GOLDEN_SHA256 = "99817d7072a9ae5b2398cd5c0ffa977bced225d7b808df0257b3d2f099e35e14"
 
 
 def _fixed_tables() -> tuple[ShaciraTable, PlainTable]:
     """Tables with fixed contents and a prior replaced by a fixed pmf (platform-independent)."""
-    shacira = ShaciraTable(num_rows=40, num_features=2, latent_dim=2)
-    plain = PlainTable(num_rows=16, num_features=2)
+    shacira = ShaciraTable(num_rows=40, num_features=2, latent_dim=2, level_rows=(8, 32))
+    plain = PlainTable(num_rows=16, num_features=2, level_rows=(8, 8))
     with torch.no_grad():
         values = torch.arange(80, dtype=torch.float32).reshape(40, 2)
         shacira.latents.copy_(torch.remainder(values * 7, 9) - 4.2)
@@ -36,6 +43,10 @@ def _fixed_tables() -> tuple[ShaciraTable, PlainTable]:
     return shacira, plain
 
 
+def _fresh_fixed_tables() -> list:
+    return [ShaciraTable(40, 2, latent_dim=2, level_rows=(8, 32)), PlainTable(16, 2, level_rows=(8, 8))]
+
+
 def _export(tables) -> bytes:
     grids, sections = encode_tables(tables, ["g0", "g1"])
     return write_container({"grids": grids}, sections)
@@ -44,14 +55,33 @@ def _export(tables) -> bytes:
 def test_round_trip_restores_integer_latents_and_fp16_values():
     shacira, plain = _fixed_tables()
     header, sections = read_container(_export([shacira, plain]))
-    assert list(sections) == ["g0.cdf", "g0.latents", "g0.decoder", "g1.rows"]
-    fresh = [ShaciraTable(num_rows=40, num_features=2, latent_dim=2), PlainTable(num_rows=16, num_features=2)]
+    assert list(sections) == ["g0.cdf", "g0.decoder", "g0.l0", "g1.l0", "g0.l1", "g1.l1"]
+    assert [g["level_rows"] for g in header["grids"]] == [[8, 32], [8, 8]]
+    fresh = _fresh_fixed_tables()
     decode_tables(header["grids"], sections, fresh)
     assert torch.equal(fresh[0].integer_latents(), shacira.integer_latents())
     assert torch.equal(fresh[0].decoder.weight, shacira.decoder.weight.half().float())
     assert torch.equal(fresh[1].rows, plain.rows.half().float())
     direct = decode_shacira_latents(header["grids"][0], sections, max_rows=40)
     np.testing.assert_array_equal(direct, shacira.integer_latents().numpy())
+
+
+def test_each_shacira_level_is_its_own_bit_exact_stream_under_the_shared_tables():
+    shacira, plain = _fixed_tables()
+    header, sections = read_container(_export([shacira, plain]))
+    tables = unpack_channel_tables(sections["g0.cdf"], 2)
+    latents = shacira.integer_latents().numpy()
+    np.testing.assert_array_equal(decode_latents(sections["g0.l0"], 8, tables), latents[:8])
+    np.testing.assert_array_equal(decode_latents(sections["g0.l1"], 32, tables), latents[8:])
+    coarse = decode_shacira_latents(header["grids"][0], sections, max_rows=40, num_levels=1)
+    np.testing.assert_array_equal(coarse, latents[:8])
+    fresh = _fresh_fixed_tables()
+    decode_tables(header["grids"], {k: v for k, v in sections.items() if not k.endswith(".l1")}, fresh, num_levels=1)
+    assert torch.equal(fresh[0].integer_latents()[:8], shacira.integer_latents()[:8])
+    assert not fresh[0].integer_latents()[8:].any() and not fresh[1].rows[8:].any()
+    assert torch.equal(fresh[1].rows[:8], plain.rows[:8].half().float())
+    with pytest.raises(ValueError, match="num_levels"):
+        decode_tables(header["grids"], sections, _fresh_fixed_tables(), num_levels=0)
 
 
 def test_golden_sha256_of_a_tiny_export():
@@ -78,24 +108,24 @@ def test_mismatched_model_or_damaged_sections_raise_bitstream_error():
     shacira, plain = _fixed_tables()
     header, sections = read_container(_export([shacira, plain]))
     with pytest.raises(BitstreamError, match="rows"):
-        decode_tables(header["grids"], sections, [ShaciraTable(41, 2), PlainTable(16, 2)])
+        decode_tables(header["grids"], sections, [ShaciraTable(41, 2), PlainTable(16, 2, level_rows=(8, 8))])
+    with pytest.raises(BitstreamError, match="level_rows"):
+        decode_tables(header["grids"], sections, [ShaciraTable(40, 2), PlainTable(16, 2)])
     with pytest.raises(BitstreamError, match="stored as"):
         decode_tables(header["grids"], sections, [PlainTable(40, 2), PlainTable(16, 2)])
-    with pytest.raises(BitstreamError, match="missing"):
-        decode_tables(
-            header["grids"],
-            {k: v for k, v in sections.items() if k != "g0.latents"},
-            [ShaciraTable(40, 2), PlainTable(16, 2)],
-        )
+    for name in ("g0.l1", "g0.cdf", "g0.decoder", "g1.l0"):
+        with pytest.raises(BitstreamError, match=f"section '{name}' is missing"):
+            decode_tables(header["grids"], {k: v for k, v in sections.items() if k != name}, _fresh_fixed_tables())
     with pytest.raises(BitstreamError):
-        decode_tables(
-            header["grids"],
-            {**sections, "g0.latents": sections["g0.latents"][:-4]},
-            [ShaciraTable(40, 2), PlainTable(16, 2)],
-        )
-    bad_grid = {**header["grids"][0], "rows": 2**40}
-    with pytest.raises(BitstreamError):
-        decode_shacira_latents(bad_grid, sections, max_rows=40)
+        decode_tables(header["grids"], {**sections, "g0.l1": sections["g0.l1"][:-4]}, _fresh_fixed_tables())
+    for bad_grid in (
+        {**header["grids"][0], "rows": 2**40},
+        {**header["grids"][0], "level_rows": [8, 33]},
+        {**header["grids"][0], "level_rows": [40, 0]},
+        {**header["grids"][0], "level_rows": "8, 32"},
+    ):
+        with pytest.raises(BitstreamError):
+            decode_shacira_latents(bad_grid, sections, max_rows=40)
 
 
 def test_a_table_kind_without_codec_is_refused_by_name():
@@ -172,3 +202,106 @@ def test_damaged_vqad_sections_raise_bitstream_error():
     ):
         with pytest.raises(BitstreamError):
             decode(entry=bad_entry)
+
+
+def test_level_sections_follow_the_per_grid_parts_coarse_level_first_across_grids():
+    shacira = ShaciraTable(14, 2, level_rows=(2, 4, 8))
+    shacira.prior.pmf = lambda channel, lo, support: np.ones(support)
+    tables = [shacira, _vqad_table(2, level_rows=(8, 64)), PlainTable(16, 2)]
+    grids, sections = encode_tables(tables, ["a", "b", "c"])
+    names = [name for name, _ in sections]
+    assert names == ["a.cdf", "a.decoder", "a.l0", "b.l0", "c.l0", "a.l1", "b.l1", "a.l2"]
+    assert [len(g["level_rows"]) for g in grids] == [3, 2, 1]
+    header, read = read_container(write_container({"grids": grids}, sections))
+    assert decodable_levels(header["grids"], list(read)) == 3
+    assert decodable_levels(header["grids"], names[:6]) == 1  # b.l1 is missing
+    assert decodable_levels(header["grids"], names[:7]) == 2  # c has no level 1: it does not hold level 2 back
+    assert decodable_levels(header["grids"], names[:4]) == 0
+
+
+def _lod_file():
+    """A shacira grid of 3 levels and a VQAD grid of 2 (a layout each), their file (with a
+    camera section first, as an export has) and the tables decoded from the whole file."""
+    layouts = [
+        GridLayout(
+            num_dims=3, num_levels=3, features_per_level=2, hashmap_size=2**8, base_resolution=2, per_level_scale=2.0
+        ),
+        GridLayout(
+            num_dims=3, num_levels=2, features_per_level=2, hashmap_size=2**6, base_resolution=2, per_level_scale=2.0
+        ),
+    ]
+    rng = np.random.default_rng(3)
+    shacira = ShaciraTable(layouts[0].num_rows, 2, level_rows=layouts[0].level_rows)
+    with torch.no_grad():
+        shacira.latents.copy_(torch.from_numpy(np.round(rng.laplace(0, 2, (layouts[0].num_rows, 2)))))
+    shacira.prior.pmf = lambda channel, lo, support: np.exp(-np.abs(np.arange(lo, lo + support)) / 2.0)
+    vqad = _vqad_table(3, level_rows=layouts[1].level_rows)
+    grids, sections = encode_tables([shacira, vqad], ["g0", "g1"])
+    data = write_container({"grids": grids}, [("cameras", bytes(range(48))), *sections])
+
+    def fresh():
+        return [
+            ShaciraTable(layouts[0].num_rows, 2, level_rows=layouts[0].level_rows),
+            VqadTable(layouts[1].level_rows, 2, bits=3),
+        ]
+
+    full = fresh()
+    header, read = read_container(data)
+    decode_tables(header["grids"], read, full)
+    return layouts, data, fresh, full
+
+
+def test_a_prefix_cut_inside_level_k_decodes_k_levels_that_render_like_the_full_file():
+    layouts, data, fresh, full = _lod_file()
+    _, index = read_container_index(data)
+    points = torch.rand(50, 3, generator=torch.Generator().manual_seed(0))
+    for entry in index[3:]:  # cameras, g0.cdf, g0.decoder come first
+        level = int(entry.name.split(".l")[1])
+        header, sections, num_sections = read_container_prefix(data[: entry.offset + entry.length // 2])
+        assert num_sections == len(index) and entry.name not in sections
+        assert decodable_levels(header["grids"], list(sections)) == level
+        if level == 0:
+            continue
+        tables = fresh()
+        decode_tables(header["grids"], sections, tables, num_levels=level)
+        for layout, ours, theirs in zip(layouts, tables, full):
+            ours.eval(), theirs.eval()
+            levels = min(level, layout.num_levels)
+            with torch.no_grad():
+                expected = interp_torch(layout, theirs(), points, levels)
+                assert torch.equal(interp_torch(layout, ours(), points, levels), expected)
+                assert bool((expected[:, 2 * levels :] == 0).all())
+
+
+def test_level_prefix_bytes_are_the_exact_prefixes_each_level_needs():
+    layouts, data, _, _ = _lod_file()
+    header, index = read_container_index(data)
+    needed = level_prefix_bytes(header["grids"], index)
+    assert len(needed) == 3 and needed[-1] == len(data) and needed == sorted(needed)
+    for levels, size in enumerate(needed, start=1):
+        header, sections, _ = read_container_prefix(data[:size])
+        assert decodable_levels(header["grids"], list(sections)) == levels
+        header, sections, _ = read_container_prefix(data[: size - 1])
+        assert decodable_levels(header["grids"], list(sections)) == levels - 1
+
+
+def test_a_prefix_without_every_per_grid_part_or_a_truncated_file_without_asking_raises():
+    _, data, _, _ = _lod_file()
+    _, index = read_container_index(data)
+    decoder = next(e for e in index if e.name == "g0.decoder")
+    end = decoder.offset + decoder.length
+    for cut in (20, index[0].offset + 10, decoder.offset + 1, end, end + 2):
+        with pytest.raises(BitstreamError, match="without reaching a level section|a prefix must hold"):
+            read_container_prefix(data[:cut])
+    with pytest.raises(BitstreamError, match="section 'g0.decoder'.*level \\('<grid>.l<level>'\\)"):
+        read_container_prefix(data[: decoder.offset + 1])
+    for cut in (end + 1 + len("g0.l0"), len(data) - 1):
+        read_container_prefix(data[:cut])
+        with pytest.raises(BitstreamError, match="truncated"):
+            read_container(data[:cut])
+    header, sections, num_sections = read_container_prefix(data)
+    assert list(sections) == [e.name for e in index] and num_sections == len(index)
+    damaged = bytearray(data[: index[4].offset + index[4].length])
+    damaged[index[4].offset] ^= 1
+    with pytest.raises(BitstreamError, match="CRC32"):
+        read_container_prefix(bytes(damaged))
