@@ -51,6 +51,10 @@ class GridNerfactoModelConfig(NerfactoModelConfig):
     """Coarse-to-fine training: each step keeps a random number of the main grid's levels in
     [min, num_levels] and zeroes the finer ones, so that a prefix of the levels is a usable lower
     level of detail (proposal grids keep all levels; evaluation uses all). None = off."""
+    active_levels: Optional[int] = None
+    """Evaluation renders only the coarsest N levels of every grid (finer levels output zeros; a
+    grid with fewer levels keeps all of its own). ns-compress import sets it when it decodes a file
+    prefix or --max-levels; training ignores it. None = all levels."""
 
     def __post_init__(self) -> None:
         if self.size_log_interval < 1:
@@ -70,6 +74,14 @@ class GridNerfactoModelConfig(NerfactoModelConfig):
                 grid_layout(layout_args)
             except ValueError as err:
                 raise ValueError(f"{name}: {err}") from err
+        most_levels = max(args["num_levels"] for _, args in self.grid_layout_args())
+        levels = self.active_levels
+        if levels is not None and (
+            isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= most_levels
+        ):
+            raise ValueError(
+                f"active_levels must be None or an int in 1..{most_levels} (the most of any grid), got {levels!r}"
+            )
 
     def grid_layout_args(self) -> List[Tuple[str, dict]]:
         """(config name, layout arguments) of the main grid and each proposal grid."""
@@ -262,11 +274,17 @@ class GridNerfactoModel(NerfactoModel):
                 step, self.config.coarse_to_fine_min_levels, main.layout.num_levels
             )
 
+    def evaluation_levels(self) -> List[Optional[int]]:
+        """Levels each grid renders in evaluation, in :meth:`grid_encodings` order: the config's
+        ``active_levels`` capped at the grid's own level count; None means all."""
+        levels = self.config.active_levels
+        return [None if levels is None or levels >= e.layout.num_levels else levels for e in self.grid_encodings()]
+
     def train(self, mode: bool = True) -> "GridNerfactoModel":
-        """Evaluation renders every level: leaving training drops the coarse-to-fine truncation
-        (the next ``set_step`` draws it again)."""
-        if not mode:
-            self.grid_encodings()[0].num_active_levels = None
+        """Training renders every level (coarse-to-fine aside: the next ``set_step`` draws the
+        main grid's count); evaluation renders :meth:`evaluation_levels`."""
+        for encoding, levels in zip(self.grid_encodings(), self.evaluation_levels()):
+            encoding.num_active_levels = None if mode else levels
         return super().train(mode)
 
     def get_training_callbacks(

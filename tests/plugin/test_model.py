@@ -182,3 +182,32 @@ def test_estimated_size_is_shown_in_the_web_viewer(shacira_model):
     shacira_model.log_estimated_size(7)
     expected_mb = shacira_model.estimated_size_bytes()["total"] / 1e6
     assert f"{expected_mb:.3f} MB total" in text.value and "step 7" in text.value
+
+
+def test_active_levels_truncate_every_grid_in_evaluation_only():
+    model = _model(ShaciraNerfactoModelConfig(**SMALL, active_levels=2, coarse_to_fine_min_levels=3))
+    main, *proposals = model.grid_encodings()
+    model.eval()
+    assert [e.num_active_levels for e in model.grid_encodings()] == [2] * (1 + len(proposals))
+    points = torch.rand(5, 3)
+    with torch.no_grad():
+        assert torch.equal(main(points), interp_torch(main.layout, main.table(), points, 2))
+        assert bool((main(points)[:, 2 * 2 :] == 0).all())
+    model.train()
+    assert all(e.num_active_levels is None for e in model.grid_encodings())
+    model.set_step(0)
+    assert main.num_active_levels in (3, 4) and all(p.num_active_levels is None for p in proposals)
+    model.eval()
+    assert main.num_active_levels == 2
+
+
+def test_active_levels_beyond_a_grid_keep_that_grid_whole():
+    model = _model(PlainNerfactoModelConfig(**SMALL, active_levels=5))  # main has 4 levels, proposals 5
+    model.eval()
+    assert all(e.num_active_levels is None for e in model.grid_encodings())
+
+
+@pytest.mark.parametrize("levels", [0, 6, True, 2.0])
+def test_active_levels_outside_the_grids_are_rejected(levels):
+    with pytest.raises(ValueError, match="active_levels"):
+        PlainNerfactoModelConfig(**SMALL, active_levels=levels)
