@@ -14,3 +14,34 @@ def tiny_scene(tmp_path_factory) -> Path:
     return write_synthetic_scene(
         path, resolution=16, num_train_views=3, num_val_views=1, num_test_views=2, supersample=1
     )
+
+
+@pytest.fixture(scope="session")
+def small_export(tiny_scene, tmp_path_factory) -> Path:
+    """A small untrained shacira-nerfacto on ``tiny_scene`` (seeded Laplace latents, no training),
+    exported to a file: main grid 4 levels, proposal grids 5 levels each."""
+    import copy
+
+    import numpy as np
+    import torch
+    from nerfstudio.configs.method_configs import all_methods
+
+    from nerfcompress.bitstream.container import write_container
+    from nerfcompress.plugin.dataparser import AutoDataParserConfig
+    from nerfcompress.plugin.export import export_pipeline
+
+    config = copy.deepcopy(all_methods["shacira-nerfacto"])
+    config.machine.device_type = "cpu"
+    config.pipeline.datamanager.dataparser = AutoDataParserConfig(data=tiny_scene)
+    model = config.pipeline.model
+    model.num_levels, model.max_res, model.log2_hashmap_size, model.proposal_log2_hashmap_size = 4, 64, 10, 8
+    model.hidden_dim = model.hidden_dim_color = 16
+    torch.manual_seed(0)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="inference")
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for table in pipeline.model.tables():
+            table.latents.copy_(torch.from_numpy(np.round(rng.laplace(0, 1.5, tuple(table.latents.shape)))))
+    path = tmp_path_factory.mktemp("export") / "small.ncmp"
+    path.write_bytes(write_container(*export_pipeline(config, pipeline, 5)))
+    return path

@@ -11,7 +11,13 @@ from nerfcompress.bitstream.container import (
     split_level_section,
     write_container,
 )
-from nerfcompress.bitstream.levels import decodable_levels, grid_level_counts, level_prefix_bytes, order_sections
+from nerfcompress.bitstream.levels import (
+    decodable_levels,
+    grid_level_counts,
+    level_prefix_bytes,
+    levels_to_decode,
+    order_sections,
+)
 from nerfcompress.bitstream.model_codec import (
     TableCodec,
     UnsupportedTableError,
@@ -33,6 +39,7 @@ __all__ = [
     "grid_level_counts",
     "level_prefix_bytes",
     "level_section_name",
+    "levels_to_decode",
     "order_sections",
     "pack_tensors",
     "read_container",

@@ -16,7 +16,7 @@ sections. :func:`level_prefix_bytes` gives the prefix length each level count ne
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nerfcompress.bitstream.container import SectionIndex, level_section_name, section_frame_bytes, split_level_section
 from nerfcompress.errors import BitstreamError
@@ -97,6 +97,40 @@ def decodable_levels(grids: Any, section_names: Sequence[str]) -> int:
     ):
         levels += 1
     return levels
+
+
+def levels_to_decode(
+    grids: Any, section_names: Optional[Sequence[str]] = None, max_levels: Optional[int] = None
+) -> Tuple[int, int]:
+    """How many levels of every grid to decode, and the most levels any grid of the file has.
+
+    Args:
+        grids: the header's ``"grids"`` list (untrusted).
+        section_names: the complete sections of a prefix; None for a whole file (every level;
+            a missing section is an error when the tables are decoded).
+        max_levels: decode at most this many levels (None: as many as there are).
+
+    Returns:
+        ``(levels, most_levels)``: the fewer of :func:`decodable_levels` and ``max_levels``,
+        ``1 <= levels <= most_levels``.
+
+    Raises:
+        BitstreamError: if ``grids`` is malformed or the sections hold no complete level 0 of
+            every grid.
+        ValueError: if ``max_levels`` is not None or an int in ``1 .. most_levels``.
+    """
+    most_levels = max(grid_level_counts(grids).values())
+    if max_levels is not None and (
+        isinstance(max_levels, bool) or not isinstance(max_levels, int) or not 1 <= max_levels <= most_levels
+    ):
+        raise ValueError(f"max_levels must be in 1..{most_levels} (the most levels of any grid), found {max_levels!r}")
+    available = most_levels if section_names is None else decodable_levels(grids, section_names)
+    if available == 0:
+        raise BitstreamError(
+            "the prefix holds no complete level: every grid's level-0 section ('<grid>.l0') is needed; "
+            "`ns-compress info` on the whole file lists the bytes each level needs"
+        )
+    return min(available, max_levels or most_levels), most_levels
 
 
 def level_prefix_bytes(grids: Any, index: Sequence[SectionIndex]) -> List[int]:

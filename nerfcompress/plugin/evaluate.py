@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 from nerfstudio.configs.dataparser_configs import all_dataparsers
 from nerfstudio.data.dataparsers.base_dataparser import DataParserConfig
 from nerfstudio.utils.eval_utils import eval_setup
 
-from nerfcompress.bitstream.container import read_container_index
+from nerfcompress.bitstream.container import read_container_index, read_container_prefix
 from nerfcompress.errors import BitstreamError
 from nerfcompress.plugin.config_fields import apply_config_json
 from nerfcompress.plugin.dataparser import AutoDataParserConfig
@@ -58,26 +58,32 @@ def _check_same_scene(header: Mapping[str, Any], config: DataParserConfig, datas
         )
 
 
-def evaluate_file(data: bytes, dataset: Path, work_dir: Path) -> Dict[str, float]:
+def evaluate_file(
+    data: bytes, dataset: Path, work_dir: Path, max_levels: Optional[int] = None, prefix: bool = False
+) -> Dict[str, float]:
     """Decodes a file and renders the test split of ``dataset``.
 
     Args:
-        data: the compressed file.
+        data: the compressed file, or with ``prefix`` a prefix of it.
         dataset: the dataset the model was trained on.
         work_dir: scratch directory for the decoded run.
+        max_levels: decode and render at most this many levels of every grid.
+        prefix: accept a truncated file and render the levels it holds completely.
 
     Returns:
         nerfstudio's averaged image metrics (psnr, ssim, lpips when its weights are available,
-        ...) plus ``file_size_bytes``, the exact size of the file.
+        ...) plus ``file_size_bytes``, the exact size of ``data`` (the prefix's, with
+        ``prefix``), and ``decoded_levels``, the levels rendered (of the grid with the most).
 
     Raises:
-        BitstreamError: if the file is corrupt or foreign.
+        BitstreamError: if the file is corrupt, foreign, or truncated (without ``prefix``).
         DatasetMismatchError: if ``dataset`` is not the training scene.
+        ValueError: if ``max_levels`` is outside ``1 ..`` the levels of the file's grids.
     """
-    header, _ = read_container_index(data)
+    header = read_container_prefix(data)[0] if prefix else read_container_index(data)[0]
     dataparser = dataset_dataparser(header, dataset)
     _check_same_scene(header, dataparser, dataset)
-    config_path = import_file(data, work_dir)
+    config_path = import_file(data, work_dir, max_levels=max_levels, prefix=prefix)
 
     def use_dataset(config):
         config.pipeline.datamanager.dataparser = dataparser
@@ -86,8 +92,10 @@ def evaluate_file(data: bytes, dataset: Path, work_dir: Path) -> Dict[str, float
             config.pipeline.datamanager.num_processes = 0  # evaluation needs no training batches
         return config
 
-    _, pipeline, _, _ = eval_setup(config_path, test_mode="test", update_config_callback=use_dataset)
+    config, pipeline, _, _ = eval_setup(config_path, test_mode="test", update_config_callback=use_dataset)
     metrics = pipeline.get_average_eval_image_metrics()
     metrics = {k: float(v) for k, v in metrics.items() if not k.startswith("estimated_")}
     metrics["file_size_bytes"] = float(len(data))
+    most_levels = max(e.layout.num_levels for e in pipeline.model.grid_encodings())
+    metrics["decoded_levels"] = float(config.pipeline.model.active_levels or most_levels)
     return metrics

@@ -2,8 +2,10 @@
 
 Sections in file order: ``cameras`` (fp32 ``c2w [N, 3, 4]``, ``intrinsics [N, 4]`` = fx, fy,
 cx, cy, uint32 ``size [N, 2]`` = width, height), ``networks`` (every parameter rendering needs
-besides the grids, fp16, plus the average appearance embedding), then each grid's sections
-(main field first, then the proposal grids; see :mod:`nerfcompress.bitstream.model_codec`).
+besides the grids, fp16, plus the average appearance embedding), then the grids' sections:
+every grid's per-grid parts (main field first, then the proposal grids), then level 0 of every
+grid, level 1 of every grid, ..., so that a prefix of the file decodes the coarse levels (see
+:mod:`nerfcompress.bitstream.model_codec` and :mod:`nerfcompress.bitstream.levels`).
 The header holds the method name, the model config's plain fields, grid layouts, scene box,
 dataparser transform/scale and settings, the tensor specs and the coder's name and version.
 """

@@ -10,6 +10,11 @@ decoded networks and grids are loaded into it, and the directory gets::
     DIR/nerfstudio_models/step-XXXXXXXXX.ckpt   {"step", "pipeline": state dict}
 
 Paths in ``config.yml`` are absolute (nerfstudio resolves them from the working directory).
+
+Level of detail: a prefix of a file (``prefix=True``) decodes the levels it holds completely
+(every grid's levels ``0 .. k-1``, see :mod:`nerfcompress.bitstream.levels`), and
+``max_levels`` asks for fewer; the model config's ``active_levels`` then records ``k`` so that
+the import renders those levels only, and the rows of finer levels are zero.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -26,7 +31,8 @@ from nerfstudio.configs.method_configs import all_methods
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import Pipeline
 
-from nerfcompress.bitstream.container import read_container
+from nerfcompress.bitstream.container import read_container, read_container_prefix
+from nerfcompress.bitstream.levels import levels_to_decode
 from nerfcompress.bitstream.model_codec import decode_tables
 from nerfcompress.bitstream.tensors import unpack_tensors
 from nerfcompress.errors import BitstreamError
@@ -138,22 +144,47 @@ def load_networks(header: Mapping[str, Any], sections: Mapping[str, bytes], mode
             embedding.embedding.weight.copy_(average.expand_as(embedding.embedding.weight))
 
 
-def decode_pipeline(data: bytes, output_dir: Path) -> tuple[TrainerConfig, Pipeline, int]:
+def read_file(data: bytes, prefix: bool = False) -> Tuple[Dict[str, Any], Mapping[str, bytes]]:
+    """``(header, sections)`` of a file, or of the complete sections of a prefix of one.
+
+    Raises:
+        BitstreamError: as :func:`~nerfcompress.bitstream.container.read_container` (a
+            truncated file too), or with ``prefix`` as
+            :func:`~nerfcompress.bitstream.container.read_container_prefix`.
+    """
+    if not prefix:
+        return read_container(data)
+    header, sections, _ = read_container_prefix(data)
+    return header, sections
+
+
+def decode_pipeline(
+    data: bytes, output_dir: Path, max_levels: Optional[int] = None, prefix: bool = False
+) -> tuple[TrainerConfig, Pipeline, int]:
     """Decodes a file into a pipeline on CPU and prepares ``output_dir`` for it.
 
     Args:
-        data: the file.
+        data: the file, or with ``prefix`` a prefix of it (a partial download).
         output_dir: the import directory; created, and ``cameras.json`` written into it.
+        max_levels: decode at most this many levels of every grid (None: all there are).
+        prefix: accept a truncated file and decode the levels it holds completely; without
+            it a truncated file raises.
 
     Returns:
-        ``(config, pipeline, step)`` with the decoded model in eval mode.
+        ``(config, pipeline, step)`` with the decoded model in eval mode; when fewer levels
+        than the file has are decoded, ``config.pipeline.model.active_levels`` says how many.
 
     Raises:
-        BitstreamError: if the file is corrupt, foreign, or does not match the method.
+        BitstreamError: if the file is corrupt, foreign, truncated (without ``prefix``) or a
+            prefix too short for one level, or does not match the method.
+        ValueError: if ``max_levels`` is outside ``1 ..`` the most levels of the file's grids.
     """
-    header, sections = read_container(data)
+    header, sections = read_file(data, prefix)
+    levels, most_levels = levels_to_decode(header.get("grids"), list(sections) if prefix else None, max_levels)
     output_dir = output_dir.resolve()
     config = rebuild_config(header, output_dir)
+    levels = min(levels, config.pipeline.model.active_levels or most_levels)  # a file may store fewer
+    config.pipeline.model.active_levels = levels if levels < most_levels else None
     cameras = _scene_and_cameras(header, sections)
     step = _field(header, "step", int)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -165,24 +196,27 @@ def decode_pipeline(data: bytes, output_dir: Path) -> tuple[TrainerConfig, Pipel
     pipeline.eval()
     model = pipeline.model
     load_networks(header, sections, model)
-    decode_tables(header.get("grids"), sections, model.tables())
+    decode_tables(header.get("grids"), sections, model.tables(), num_levels=levels)
     return config, pipeline, step
 
 
-def import_file(data: bytes, output_dir: Path) -> Path:
+def import_file(data: bytes, output_dir: Path, max_levels: Optional[int] = None, prefix: bool = False) -> Path:
     """Writes a loadable run directory for a file.
 
     Args:
-        data: the file.
+        data: the file (or a prefix of it, with ``prefix``).
         output_dir: the directory to write (created if needed).
+        max_levels: decode at most this many levels (see :func:`decode_pipeline`).
+        prefix: accept a truncated file (see :func:`decode_pipeline`).
 
     Returns:
         The path of ``config.yml``.
 
     Raises:
         BitstreamError: as :func:`decode_pipeline`.
+        ValueError: as :func:`decode_pipeline`.
     """
-    config, pipeline, step = decode_pipeline(data, output_dir)
+    config, pipeline, step = decode_pipeline(data, output_dir, max_levels=max_levels, prefix=prefix)
     checkpoint_dir = config.get_checkpoint_dir()
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     # ns-viewer writes its log into get_base_dir() (output_dir/viewer/<method>/imported) with a

@@ -1,0 +1,78 @@
+"""Importing a file, a prefix of it, or fewer of its levels (on a small untrained export)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from nerfcompress.bitstream.container import read_container_index
+from nerfcompress.errors import BitstreamError
+from nerfcompress.plugin.import_model import decode_pipeline, import_file
+
+
+def _section(data: bytes, name: str):
+    return next(e for e in read_container_index(data)[1] if e.name == name)
+
+
+def _render(pipeline) -> torch.Tensor:
+    camera = pipeline.datamanager.train_dataparser_outputs.cameras[0:1]
+    with torch.no_grad():
+        return pipeline.model.get_outputs_for_camera(camera)["rgb"]
+
+
+@pytest.fixture(scope="module")
+def whole(small_export, tmp_path_factory):
+    """The whole file decoded: its render and latents."""
+    _, pipeline, _ = decode_pipeline(small_export.read_bytes(), tmp_path_factory.mktemp("whole"))
+    return _render(pipeline), [t.integer_latents() for t in pipeline.model.tables()]
+
+
+@pytest.mark.parametrize("levels", [1, 3, 4])
+def test_a_prefix_cut_inside_level_k_renders_like_the_whole_file_limited_to_k_levels(
+    small_export, whole, tmp_path, levels
+):
+    data = small_export.read_bytes()
+    cut = _section(data, f"prop0.l{levels}")  # main has levels 0..3, the proposal grids 0..4
+    prefix = data[: cut.offset + cut.length // 2]
+    config, pipeline, _ = decode_pipeline(prefix, tmp_path / "prefix", prefix=True)
+    assert config.pipeline.model.active_levels == levels
+    expected_levels = [None if levels >= e.layout.num_levels else levels for e in pipeline.model.grid_encodings()]
+    assert [e.num_active_levels for e in pipeline.model.grid_encodings()] == expected_levels
+    _, limited, _ = decode_pipeline(data, tmp_path / "limited", max_levels=levels)
+    rgb = _render(pipeline)
+    assert torch.equal(rgb, _render(limited))
+    assert not torch.equal(rgb, whole[0])  # the finer levels are really left out
+    for encoding, latents in zip(pipeline.model.grid_encodings(), whole[1]):
+        decoded = min(levels, encoding.layout.num_levels)
+        rows = sum(encoding.layout.level_rows[:decoded])
+        assert torch.equal(encoding.table.integer_latents()[:rows], latents[:rows])
+        assert not encoding.table.integer_latents()[rows:].any()
+
+
+def test_the_imported_config_renders_only_the_decoded_levels_where_ns_viewer_loads_it(small_export, tmp_path):
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    data = small_export.read_bytes()
+    config_path = import_file(data, tmp_path / "decoded", max_levels=2)
+    assert yaml.load(config_path.read_text(), Loader=yaml.Loader).pipeline.model.active_levels == 2
+    _, pipeline, _, _ = eval_setup(config_path, test_mode="inference")
+    assert [e.num_active_levels for e in pipeline.model.grid_encodings()] == [2, 2, 2]
+    whole_path = import_file(data, tmp_path / "whole")
+    assert yaml.load(whole_path.read_text(), Loader=yaml.Loader).pipeline.model.active_levels is None
+
+
+def test_truncated_files_short_prefixes_and_impossible_level_counts_raise(small_export, tmp_path):
+    data = small_export.read_bytes()
+    level1 = _section(data, "main.l1")
+    with pytest.raises(BitstreamError, match="truncated"):
+        decode_pipeline(data[: level1.offset], tmp_path)
+    decoder = _section(data, "prop1.decoder")
+    with pytest.raises(BitstreamError, match="without reaching a level section"):
+        decode_pipeline(data[: decoder.offset + 3], tmp_path, prefix=True)
+    level0 = _section(data, "prop1.l0")
+    with pytest.raises(BitstreamError, match="no complete level"):
+        decode_pipeline(data[: level0.offset + 3], tmp_path, prefix=True)
+    for max_levels in (0, 6):
+        with pytest.raises(ValueError, match=r"max_levels must be in 1\.\.5"):
+            decode_pipeline(data, tmp_path, max_levels=max_levels)
