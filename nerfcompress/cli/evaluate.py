@@ -24,20 +24,41 @@ class Evaluate:
     """The dataset the model was trained on."""
     output_path: Optional[Path] = None
     """Write the metrics here as JSON."""
+    max_levels: Optional[int] = None
+    """Render only the coarsest N levels of every grid (a lower level of detail)."""
+    prefix_bytes: Optional[int] = None
+    """Decode only the first B bytes of FILE, as a client that has downloaded that much, rendering the levels they
+    hold completely (`ns-compress info FILE` lists the bytes each level needs). None: the whole file."""
 
     def main(self) -> None:
         """Evaluate and print (and optionally write) the metrics."""
         with one_line_errors():
             content = readable_file(self.file)
+            if self.prefix_bytes is not None:
+                if not 1 <= self.prefix_bytes <= len(content):
+                    raise CommandError(
+                        f"--prefix-bytes must be in 1..{len(content):,} (the size of {self.file}), "
+                        f"found {self.prefix_bytes:,}"
+                    )
+                content = content[: self.prefix_bytes]
             if not self.data.exists():
                 raise CommandError(f"dataset {self.data} does not exist")
             if self.output_path is not None:
                 writable_file(self.output_path)
+            from nerfcompress.cli.levels import check_levels
+
+            check_levels(content, self.max_levels, self.prefix_bytes is not None, "--prefix-bytes")
             from nerfcompress.plugin.evaluate import DatasetMismatchError, evaluate_file
 
             try:
                 with tempfile.TemporaryDirectory(prefix="ncmp-eval-") as work_dir:
-                    metrics = evaluate_file(content, self.data, Path(work_dir))
+                    metrics = evaluate_file(
+                        content,
+                        self.data,
+                        Path(work_dir),
+                        max_levels=self.max_levels,
+                        prefix=self.prefix_bytes is not None,
+                    )
             except DatasetMismatchError as exc:
                 raise CommandError(str(exc)) from exc
             result = {"file": str(self.file), "data": str(self.data), "metrics": metrics}

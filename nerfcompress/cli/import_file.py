@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import tyro
 from rich.console import Console
@@ -20,6 +21,11 @@ class Import:
     """The compressed file (.ncmp)."""
     output_dir: Path = Path("decoded")
     """Directory to write; then run `ns-viewer --load-config DIR/config.yml`."""
+    max_levels: Optional[int] = None
+    """Decode only the coarsest N levels of every grid (a lower level of detail); the import renders those only."""
+    prefix: bool = False
+    """FILE may be truncated (a partial download): decode the levels it holds completely. Without this flag a
+    truncated file is an error."""
 
     def main(self) -> None:
         """Decode and write the run directory."""
@@ -27,15 +33,17 @@ class Import:
             data = readable_file(self.file)
             if self.output_dir.exists() and not self.output_dir.is_dir():
                 raise CommandError(f"output directory {self.output_dir} is a file")
-            from nerfcompress.bitstream.container import read_container_index
+            from nerfcompress.cli.levels import check_levels
+
+            # a foreign or truncated file or a wrong flag fails here, before nerfstudio builds anything
+            levels, most_levels = check_levels(data, self.max_levels, self.prefix, "--prefix")
             from nerfcompress.plugin.import_model import import_file
 
-            read_container_index(data)  # a foreign file fails here, before nerfstudio builds anything
             start_s = time.perf_counter()
-            config_path = import_file(data, self.output_dir)
+            config_path = import_file(data, self.output_dir, max_levels=self.max_levels, prefix=self.prefix)
         Console().print(
-            f"[bold green]Decoded[/bold green] {self.file} into {self.output_dir} in "
-            f"{time.perf_counter() - start_s:.1f} s; view it with: ns-viewer --load-config {config_path}"
+            f"[bold green]Decoded[/bold green] {self.file} into {self.output_dir} ({levels} of {most_levels} levels) "
+            f"in {time.perf_counter() - start_s:.1f} s; view it with: ns-viewer --load-config {config_path}"
         )
 
 

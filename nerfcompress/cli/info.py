@@ -11,12 +11,15 @@ from rich.console import Console
 from rich.table import Table
 
 from nerfcompress.bitstream.container import read_container_index, section_frame_bytes
+from nerfcompress.bitstream.levels import grid_level_counts, level_prefix_bytes
 from nerfcompress.cli.errors import one_line_errors, readable_file
+from nerfcompress.errors import BitstreamError
 
 
 @dataclass
 class Info:
-    """Print a compressed file's header and its sections with their exact sizes and bits per grid row."""
+    """Print a compressed file's header, its sections with their exact sizes and bits per grid row, and the
+    prefix length that decodes each level of detail."""
 
     file: tyro.conf.Positional[Path]
     """The compressed file (.ncmp)."""
@@ -54,6 +57,19 @@ class Info:
             console.print(
                 f"grid {name} ({grid_kinds.get(name)}): {rows:,} rows, {bits / max(rows, 1):.3f} bits per row"
             )
+        try:
+            prefix_bytes = level_prefix_bytes(header.get("grids"), index)
+            counts = grid_level_counts(header.get("grids"))
+        except BitstreamError as exc:  # a file without level sections: nothing to stream
+            console.print(f"levels of detail: not available ({exc})")
+            return
+        levels = Table(title="levels of detail: a prefix of the file this long decodes levels 0 .. L-1 of every grid")
+        for column in ("levels L", "prefix bytes", "share"):
+            levels.add_column(column, justify="right")
+        for count, size in enumerate(prefix_bytes, start=1):
+            levels.add_row(f"{count}", f"{size:,}", f"{100 * size / len(data):.1f}%")
+        console.print(levels)
+        console.print("levels per grid: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
 
 
 def entrypoint() -> None:

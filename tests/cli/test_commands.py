@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
-from nerfcompress.bitstream.container import write_container
+from nerfcompress.bitstream.container import read_container_index, write_container
+from nerfcompress.bitstream.levels import level_prefix_bytes
+from nerfcompress.cli.evaluate import Evaluate
 from nerfcompress.cli.export import Export
 from nerfcompress.cli.import_file import Import
 from nerfcompress.cli.info import Info
@@ -76,3 +80,74 @@ def test_scene_reports_bad_arguments_and_foreign_directories_in_one_line(tmp_pat
     (tmp_path / "photos" / "holiday.jpg").write_bytes(b"x")
     _fails_with(MakeScene(output_dir=tmp_path / "photos", resolution=8), capsys, "photos")
     assert (tmp_path / "photos" / "holiday.jpg").read_bytes() == b"x"
+
+
+def _prefix_file(small_export, tmp_path, section: str, into: int = 3):
+    """A prefix of the small export that ends ``into`` bytes into ``section``'s payload."""
+    data = small_export.read_bytes()
+    entry = next(e for e in read_container_index(data)[1] if e.name == section)
+    path = tmp_path / f"to-{section}.ncmp"
+    path.write_bytes(data[: entry.offset + into])
+    return path
+
+
+def test_info_lists_the_prefix_bytes_each_level_needs(small_export, capsys):
+    data = small_export.read_bytes()
+    header, index = read_container_index(data)
+    Info(file=small_export).main()
+    out = capsys.readouterr().out
+    assert "levels of detail" in out and "levels per grid: main 4, prop0 5, prop1 5" in out
+    needed = level_prefix_bytes(header["grids"], index)
+    assert len(needed) == 5 and needed[-1] == len(data)
+    assert all(f"{size:,}" in out for size in needed)
+
+
+def test_import_decodes_a_prefix_only_when_asked(small_export, tmp_path, capsys):
+    prefix = _prefix_file(small_export, tmp_path, "main.l2")
+    _fails_with(
+        Import(file=prefix, output_dir=tmp_path / "a"),
+        capsys,
+        "truncated; to decode the levels it holds, pass --prefix",
+    )
+    Import(file=prefix, output_dir=tmp_path / "b", prefix=True).main()
+    assert "(2 of 5 levels)" in " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    config = yaml.load((tmp_path / "b" / "config.yml").read_text(), Loader=yaml.Loader)
+    assert config.pipeline.model.active_levels == 2
+
+
+def test_import_refuses_impossible_levels_and_short_prefixes_in_one_line(small_export, tmp_path, capsys):
+    out = tmp_path / "out"
+    _fails_with(Import(file=small_export, output_dir=out, max_levels=0), capsys, "--max-levels must be at least 1")
+    _fails_with(
+        Import(file=small_export, output_dir=out, max_levels=6),
+        capsys,
+        "--max-levels 6 is more than the file's grids have (main 4, prop0 5, prop1 5)",
+    )
+    short = _prefix_file(small_export, tmp_path, "main.decoder")
+    _fails_with(Import(file=short, output_dir=out, prefix=True), capsys, "without reaching a level section")
+    no_level = _prefix_file(small_export, tmp_path, "prop1.l0")
+    _fails_with(Import(file=no_level, output_dir=out, prefix=True), capsys, "holds no complete level")
+    _fails_with(Import(file=no_level, output_dir=out), capsys, "truncated")
+    assert not out.exists()
+
+
+def test_eval_checks_its_level_options_before_any_work(small_export, tiny_scene, capsys):
+    size = small_export.stat().st_size
+    _fails_with(
+        Evaluate(file=small_export, data=tiny_scene, prefix_bytes=size + 1),
+        capsys,
+        f"--prefix-bytes must be in 1..{size:,}",
+    )
+    _fails_with(Evaluate(file=small_export, data=tiny_scene, max_levels=9), capsys, "--max-levels 9 is more")
+    _fails_with(Evaluate(file=small_export, data=tiny_scene, prefix_bytes=100), capsys, "a prefix must hold")
+
+
+def test_eval_of_a_prefix_reports_its_levels_and_bytes(small_export, tiny_scene, tmp_path, capsys):
+    data = small_export.read_bytes()
+    header, index = read_container_index(data)
+    needed = level_prefix_bytes(header["grids"], index)
+    output = tmp_path / "metrics.json"
+    Evaluate(file=small_export, data=tiny_scene, prefix_bytes=needed[2] + 10, output_path=output).main()
+    metrics = json.loads(output.read_text())["metrics"]
+    assert metrics["decoded_levels"] == 3 and metrics["file_size_bytes"] == needed[2] + 10
+    assert "psnr" in metrics
