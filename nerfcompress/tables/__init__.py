@@ -4,6 +4,7 @@ from nerfcompress.tables.base import FeatureTable
 from nerfcompress.tables.plain import PlainTable
 from nerfcompress.tables.rounding import RoundingSchedule, hard_round_ste, soft_round_gumbel
 from nerfcompress.tables.shacira import ShaciraTable
+from nerfcompress.tables.uniform import dequantize_uniform, quantize_uniform, round_trip_uniform
 from nerfcompress.tables.vqad import VqadTable
 
 __all__ = [
@@ -12,6 +13,9 @@ __all__ = [
     "RoundingSchedule",
     "ShaciraTable",
     "VqadTable",
+    "dequantize_uniform",
     "hard_round_ste",
+    "quantize_uniform",
+    "round_trip_uniform",
     "soft_round_gumbel",
 ]
