@@ -19,10 +19,12 @@ from nerfcompress.bitstream.levels import (
     order_sections,
 )
 from nerfcompress.bitstream.model_codec import (
+    PLAIN_STORAGES,
     TableCodec,
     UnsupportedTableError,
     decode_tables,
     encode_tables,
+    plain_codec,
     register_table_codec,
 )
 from nerfcompress.bitstream.tensors import pack_tensors, unpack_tensors
@@ -30,6 +32,7 @@ from nerfcompress.bitstream.tensors import pack_tensors, unpack_tensors
 __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
+    "PLAIN_STORAGES",
     "SectionIndex",
     "TableCodec",
     "UnsupportedTableError",
@@ -42,6 +45,7 @@ __all__ = [
     "levels_to_decode",
     "order_sections",
     "pack_tensors",
+    "plain_codec",
     "read_container",
     "read_container_index",
     "read_container_prefix",

@@ -41,7 +41,7 @@ import struct
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nerfcompress.errors import BitstreamError
 
@@ -84,6 +84,17 @@ def split_level_section(name: str) -> Optional[Tuple[str, int]]:
     if match is None or match.start() == 0:
         return None
     return name[: match.start()], int(match.group(1))
+
+
+def required_section(sections: Mapping[str, bytes], name: str) -> bytes:
+    """The payload of section ``name``.
+
+    Raises:
+        BitstreamError: if the file has no such section.
+    """
+    if name not in sections:
+        raise BitstreamError(f"section '{name}' is missing; the file is truncated or corrupt")
+    return sections[name]
 
 
 def section_frame_bytes(name: str) -> int:

@@ -6,7 +6,9 @@ a JSON entry in the header's ``"grids"`` list (``{"name", "table", "rows", "feat
 per level named ``"<name>.l<level>"`` holding only that level's rows, and possibly sections
 every level needs, named ``"<name>.<part>"``:
 
-* ``plain``: level sections of fp16 rows ``[rows_l, F]``.
+* ``plain``: level sections of fp16 rows ``[rows_l, F]``; ``plain-fp32`` and ``plain-uniform``
+  (written only when asked, :func:`plain_codec`) hold float32 rows or uniformly quantized,
+  entropy-coded symbols (:mod:`nerfcompress.bitstream.plain_codecs`).
 * ``shacira``: ``.cdf`` (integer coding tables shared by all levels: int32 ``lo [D]``, uint32
   ``support [D]``, then every channel's uint32 counts back to back), ``.decoder`` (fp16 weight
   ``[F, D]`` and bias ``[F]``), and level sections each holding the level's integer latents
@@ -21,24 +23,33 @@ the per-grid parts first, then the level sections of all grids interleaved, coar
 so a prefix of the file decodes the coarse levels (``decode_tables(..., num_levels=k)``).
 
 The decoder reads only the stored integer tables; the learned prior is not stored. New table
-kinds plug in with :func:`register_table_codec`.
+kinds plug in with :func:`register_table_codec`. Each table type has a default codec; a
+PlainTable can also be written post hoc as fp32 or uniform symbols (:func:`plain_codec`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from nerfcompress.bitstream.container import level_section_name
+from nerfcompress.bitstream.container import level_section_name, required_section
 from nerfcompress.bitstream.levels import entry_level_rows, order_sections
+from nerfcompress.bitstream.plain_codecs import (
+    decode_plain_rows,
+    decode_plain_uniform,
+    encode_plain_rows,
+    encode_plain_uniform,
+)
 from nerfcompress.bitstream.tensors import pack_tensors, unpack_tensors
 from nerfcompress.entropy.coder import ChannelTables, build_tables, decode_latents, encode_latents
 from nerfcompress.entropy.indices import decode_indices, encode_indices
 from nerfcompress.errors import BitstreamError
 from nerfcompress.tables import FeatureTable, PlainTable, ShaciraTable, VqadTable
+from nerfcompress.tables.uniform import MAX_BITS, MIN_BITS
 
 Sections = List[Tuple[str, bytes]]
 Encoder = Callable[[FeatureTable, str], Tuple[Dict[str, Any], Sections]]
@@ -69,29 +80,26 @@ class TableCodec:
 
 
 _CODECS: Dict[str, TableCodec] = {}
+_DEFAULT_CODECS: Dict[type, TableCodec] = {}
 
 
 class UnsupportedTableError(ValueError):
     """A table kind has no registered codec, so a model holding it cannot be exported."""
 
 
-def register_table_codec(codec: TableCodec) -> None:
-    """Makes a table kind known to :func:`encode_tables` / :func:`decode_tables`."""
+def register_table_codec(codec: TableCodec, default: bool = True) -> None:
+    """Makes a table kind known to :func:`decode_tables`, and with ``default`` the codec that
+    :func:`encode_tables` uses for ``codec.table_type`` unless told otherwise."""
     _CODECS[codec.kind] = codec
+    if default:
+        _DEFAULT_CODECS[codec.table_type] = codec
 
 
 def _codec_for(table: FeatureTable) -> TableCodec:
-    for codec in _CODECS.values():
-        if type(table) is codec.table_type:
-            return codec
-    known = ", ".join(c.table_type.__name__ for c in _CODECS.values())
+    if type(table) in _DEFAULT_CODECS:
+        return _DEFAULT_CODECS[type(table)]
+    known = ", ".join(table_type.__name__ for table_type in _DEFAULT_CODECS)
     raise UnsupportedTableError(f"no codec for {type(table).__name__}; tables that can be exported: {known}")
-
-
-def _section(sections: Mapping[str, bytes], name: str) -> bytes:
-    if name not in sections:
-        raise BitstreamError(f"section '{name}' is missing; the file is truncated or corrupt")
-    return sections[name]
 
 
 def _load_tensors(
@@ -103,23 +111,6 @@ def _load_tensors(
     if found != dict(shapes):
         raise BitstreamError(f"{where} holds {found}, expected {dict(shapes)}; the file does not match its header")
     return {name: torch.from_numpy(a.astype(np.float32)) for name, a in arrays.items()}
-
-
-def _encode_plain(table: PlainTable, name: str) -> Tuple[Dict[str, Any], Sections]:
-    levels = table.rows.detach().cpu().split(table.level_rows)  # [rows_l, F] each
-    return {}, [
-        (level_section_name(name, level), pack_tensors({"rows": rows}, "<f2")[1]) for level, rows in enumerate(levels)
-    ]
-
-
-def _decode_plain(meta: Mapping[str, Any], sections: Mapping[str, bytes], table: PlainTable, num_levels: int) -> None:
-    rows = torch.zeros(table.num_rows, table.num_features)  # levels not decoded stay zero
-    for level, out in enumerate(rows.split(table.level_rows)[:num_levels]):
-        section = level_section_name(meta["name"], level)
-        spec = [{"name": "rows", "dtype": "<f2", "shape": list(out.shape)}]
-        out.copy_(_load_tensors(spec, _section(sections, section), {"rows": tuple(out.shape)}, f"'{section}'")["rows"])
-    with torch.no_grad():
-        table.rows.copy_(rows)
 
 
 def pack_channel_tables(tables: ChannelTables) -> bytes:
@@ -192,9 +183,9 @@ def decode_shacira_latents(
     if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 64:
         raise BitstreamError(f"grid '{name}' declares latent_dim={dim!r}; the file is corrupt")
     level_rows = entry_level_rows(meta)[:num_levels]
-    tables = unpack_channel_tables(_section(sections, f"{name}.cdf"), dim)
+    tables = unpack_channel_tables(required_section(sections, f"{name}.cdf"), dim)
     levels = [
-        decode_latents(_section(sections, level_section_name(name, level)), count, tables, max_rows=count)
+        decode_latents(required_section(sections, level_section_name(name, level)), count, tables, max_rows=count)
         for level, count in enumerate(level_rows)
     ]
     return np.concatenate(levels)
@@ -212,7 +203,9 @@ def _decode_shacira(
     decoded = decode_shacira_latents(meta, sections, max_rows=table.num_rows, num_levels=num_levels)
     latents[: len(decoded)] = decoded
     shapes = {"weight": tuple(table.decoder.weight.shape), "bias": tuple(table.decoder.bias.shape)}
-    decoder = _load_tensors(meta.get("decoder"), _section(sections, f"{name}.decoder"), shapes, f"'{name}.decoder'")
+    decoder = _load_tensors(
+        meta.get("decoder"), required_section(sections, f"{name}.decoder"), shapes, f"'{name}.decoder'"
+    )
     with torch.no_grad():
         table.latents.copy_(torch.from_numpy(latents).to(table.latents.dtype))
         table.decoder.weight.copy_(decoder["weight"])
@@ -252,7 +245,7 @@ def decode_vqad_level(
     codings = meta.get("coding")
     if not isinstance(codings, list) or len(codings) != len(meta["level_rows"]):
         raise BitstreamError(f"grid '{name}' records codings {codings!r:.80}, expected one per level")
-    payload = _section(sections, level_section_name(name, level))
+    payload = required_section(sections, level_section_name(name, level))
     codebook_bytes = 2 * (1 << bits) * num_features
     if len(payload) < codebook_bytes:
         raise BitstreamError(
@@ -279,17 +272,56 @@ def _decode_vqad(meta: Mapping[str, Any], sections: Mapping[str, bytes], table: 
     table.assign_codes(torch.from_numpy(indices), torch.from_numpy(codebooks).to(table.codebooks.device))
 
 
-register_table_codec(TableCodec("plain", PlainTable, _encode_plain, _decode_plain))
+register_table_codec(
+    TableCodec("plain", PlainTable, partial(encode_plain_rows, dtype="<f2"), partial(decode_plain_rows, dtype="<f2"))
+)
+register_table_codec(
+    TableCodec(
+        "plain-fp32", PlainTable, partial(encode_plain_rows, dtype="<f4"), partial(decode_plain_rows, dtype="<f4")
+    ),
+    default=False,
+)
+register_table_codec(
+    TableCodec("plain-uniform", PlainTable, partial(encode_plain_uniform, bits=8), decode_plain_uniform),
+    default=False,
+)
 register_table_codec(TableCodec("shacira", ShaciraTable, _encode_shacira, _decode_shacira))
 register_table_codec(TableCodec("vqad", VqadTable, _encode_vqad, _decode_vqad))
 
+PLAIN_STORAGES = ("fp16", "fp32", *(f"uniform{bits}" for bits in range(MIN_BITS, MAX_BITS + 1)))
+"""What :func:`plain_codec` accepts: fp16 or fp32 rows, or ``uniform<b>`` symbols."""
 
-def encode_tables(tables: Sequence[FeatureTable], names: Sequence[str]) -> Tuple[List[Dict[str, Any]], Sections]:
+
+def plain_codec(storage: str) -> TableCodec:
+    """The codec that stores PlainTable rows as ``storage`` (one of :data:`PLAIN_STORAGES`).
+
+    ``"fp16"`` is the default ``plain`` kind, ``"fp32"`` the ``plain-fp32`` kind (the true
+    uncompressed size) and ``"uniform<b>"`` the ``plain-uniform`` kind with ``b`` bits (see
+    :mod:`nerfcompress.bitstream.plain_codecs`). Pass it to :func:`encode_tables`.
+
+    Raises:
+        ValueError: on any other ``storage``.
+    """
+    if storage not in PLAIN_STORAGES:
+        raise ValueError(f"plain storage must be one of {', '.join(PLAIN_STORAGES)}, found {storage!r}")
+    if storage == "fp16":
+        return _CODECS["plain"]
+    if storage == "fp32":
+        return _CODECS["plain-fp32"]
+    bits = int(storage[len("uniform") :])
+    return replace(_CODECS["plain-uniform"], encode=partial(encode_plain_uniform, bits=bits))
+
+
+def encode_tables(
+    tables: Sequence[FeatureTable], names: Sequence[str], codec: Optional[TableCodec] = None
+) -> Tuple[List[Dict[str, Any]], Sections]:
     """Header entries and sections for every grid, in grid order.
 
     Args:
         tables: the grids' tables (main field first, then proposals).
         names: a short unique name per grid (section prefixes), e.g. ``"g0"``.
+        codec: write every table with this codec (e.g. ``plain_codec("uniform8")``) instead of
+            its kind's default; every table must then be of ``codec.table_type``.
 
     Returns:
         ``(grids, sections)``: the header's ``"grids"`` list and the sections in file order:
@@ -297,21 +329,28 @@ def encode_tables(tables: Sequence[FeatureTable], names: Sequence[str]) -> Tuple
         grid, ... (:func:`~nerfcompress.bitstream.levels.order_sections`).
 
     Raises:
-        UnsupportedTableError: if a table kind has no codec.
+        UnsupportedTableError: if a table kind has no codec, or is not the given codec's.
         ValueError: if names and tables differ in length.
     """
     if len(tables) != len(names):
         raise ValueError(f"expected one name per table, found {len(names)} names for {len(tables)} tables")
+    if codec is not None:
+        others = sorted({type(t).__name__ for t in tables if type(t) is not codec.table_type})
+        if others:
+            raise UnsupportedTableError(
+                f"codec '{codec.kind}' writes {codec.table_type.__name__} only, "
+                f"the model also holds {', '.join(others)}"
+            )
     grids, sections = [], []
     for table, name in zip(tables, names):
-        codec = _codec_for(table)
-        meta, table_sections = codec.encode(table, name)
+        table_codec = codec or _codec_for(table)
+        meta, table_sections = table_codec.encode(table, name)
         level_sections = {level_section_name(name, level) for level in range(table.num_levels)}
         assert level_sections <= {section for section, _ in table_sections}, (name, table_sections)
         grids.append(
             {
                 "name": name,
-                "table": codec.kind,
+                "table": table_codec.kind,
                 "rows": table.num_rows,
                 "features": table.num_features,
                 "level_rows": list(table.level_rows),
