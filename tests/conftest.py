@@ -45,3 +45,37 @@ def small_export(tiny_scene, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("export") / "small.ncmp"
     path.write_bytes(write_container(*export_pipeline(config, pipeline, 5)))
     return path
+
+
+@pytest.fixture(scope="session")
+def small_plain_run(tiny_scene, tmp_path_factory) -> Path:
+    """``config.yml`` of an untrained plain-nerfacto run on ``tiny_scene`` with a checkpoint, as
+    ``ns-compress export`` loads it: seeded Laplace rows (no training), main grid 4 levels,
+    proposal grids 5 levels each."""
+    import copy
+
+    import numpy as np
+    import torch
+    from nerfstudio.configs.method_configs import all_methods
+
+    from nerfcompress.plugin.dataparser import AutoDataParserConfig
+
+    config = copy.deepcopy(all_methods["plain-nerfacto"])
+    config.machine.device_type = "cpu"
+    config.pipeline.datamanager.dataparser = AutoDataParserConfig(data=tiny_scene)
+    config.output_dir = tmp_path_factory.mktemp("plain-run")
+    config.timestamp = "untrained"
+    model = config.pipeline.model
+    model.num_levels, model.max_res, model.log2_hashmap_size, model.proposal_log2_hashmap_size = 4, 64, 10, 8
+    model.hidden_dim = model.hidden_dim_color = 16
+    torch.manual_seed(0)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="inference")
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for table in pipeline.model.tables():
+            table.rows.copy_(torch.from_numpy(rng.laplace(0, 0.1, tuple(table.rows.shape)).astype(np.float32)))
+    config.save_config()
+    checkpoint_dir = config.get_checkpoint_dir()
+    checkpoint_dir.mkdir(parents=True)
+    torch.save({"step": 5, "pipeline": pipeline.state_dict()}, checkpoint_dir / "step-000000005.ckpt")
+    return config.get_base_dir() / "config.yml"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict
 
 import tyro
 from rich.console import Console
@@ -14,6 +14,12 @@ from nerfcompress.bitstream.container import read_container_index, section_frame
 from nerfcompress.bitstream.levels import grid_level_counts, level_prefix_bytes
 from nerfcompress.cli.errors import one_line_errors, readable_file
 from nerfcompress.errors import BitstreamError
+
+
+def _bits(entry: Dict[str, Any]) -> str:
+    """``", 8 bits"`` for a grid entry that records its symbol width (VQAD, uniform rows)."""
+    bits = entry.get("bits")
+    return f", {bits} bits" if isinstance(bits, int) and not isinstance(bits, bool) else ""
 
 
 @dataclass
@@ -38,7 +44,7 @@ class Info:
         listed = header.get("grids") if isinstance(header.get("grids"), list) else []
         grids = [g for g in listed if isinstance(g, dict)]
         grid_rows: Dict[str, int] = {str(g.get("name")): g["rows"] for g in grids if isinstance(g.get("rows"), int)}
-        grid_kinds = {str(g.get("name")): g.get("table") for g in grids}
+        grid_kinds = {str(g.get("name")): f"{g.get('table')}{_bits(g)}" for g in grids}
         table = Table(title="sections (bytes include name, length and CRC fields)")
         for column in ("section", "bytes", "share"):
             table.add_column(column, justify="left" if column == "section" else "right")

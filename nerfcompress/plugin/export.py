@@ -8,6 +8,11 @@ grid, level 1 of every grid, ..., so that a prefix of the file decodes the coars
 :mod:`nerfcompress.bitstream.model_codec` and :mod:`nerfcompress.bitstream.levels`).
 The header holds the method name, the model config's plain fields, grid layouts, scene box,
 dataparser transform/scale and settings, the tensor specs and the coder's name and version.
+
+Post hoc (``posthoc``): the grids of an uncompressed run (PlainTables: plain-nerfacto,
+plain-nerfacto-big) can be written as fp32 or fp16 rows or as uniform ``b``-bit symbols
+(:data:`POSTHOC_CHOICES`, :func:`~nerfcompress.bitstream.model_codec.plain_codec`); each
+grid's header entry records the codec, so the import rebuilds the same plain model.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import glob
 from collections import OrderedDict
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import yaml
@@ -28,14 +33,24 @@ from nerfstudio.pipelines.base_pipeline import Pipeline
 from torch import nn
 
 from nerfcompress.bitstream.container import section_frame_bytes, write_container
-from nerfcompress.bitstream.model_codec import UnsupportedTableError, encode_tables
+from nerfcompress.bitstream.model_codec import (
+    PLAIN_STORAGES,
+    TableCodec,
+    UnsupportedTableError,
+    encode_tables,
+    plain_codec,
+)
 from nerfcompress.bitstream.tensors import pack_tensors
 from nerfcompress.errors import ExportError
 from nerfcompress.plugin.config_fields import config_to_json
-from nerfcompress.plugin.model import GridNerfactoModel, GridNerfactoModelConfig
+from nerfcompress.plugin.model import GridNerfactoModel, GridNerfactoModelConfig, PlainNerfactoModelConfig
 
 APPEARANCE_KEY = "appearance_average"
 """Name of the average appearance embedding ``[appearance_embed_dim]`` in the networks section."""
+
+POSTHOC_CHOICES = ("none", *PLAIN_STORAGES)
+"""``posthoc`` values: ``"none"`` (the method's own coding) or a plain storage (``"fp32"``,
+``"fp16"``, ``"uniform2"`` .. ``"uniform8"``) for runs whose grids are PlainTables."""
 
 
 def grid_names(num_grids: int) -> List[str]:
@@ -55,18 +70,52 @@ def is_exportable(config: object) -> bool:
     return isinstance(getattr(pipeline, "model", None), GridNerfactoModelConfig)
 
 
-def check_run(config_path: Path) -> TrainerConfig:
+def posthoc_methods() -> List[str]:
+    """Registered methods whose grids are PlainTables, the runs a post-hoc coding applies to."""
+    return sorted(
+        name
+        for name, cfg in all_methods.items()
+        if is_exportable(cfg) and isinstance(cfg.pipeline.model, PlainNerfactoModelConfig)
+    )
+
+
+def posthoc_codec(config: TrainerConfig, posthoc: str) -> Optional[TableCodec]:
+    """The codec that writes a run's grids for ``posthoc``; None for the method's own.
+
+    Args:
+        config: the run's config.
+        posthoc: one of :data:`POSTHOC_CHOICES`.
+
+    Raises:
+        ExportError: if ``posthoc`` is not ``"none"`` and the run's grids are not PlainTables.
+        ValueError: if ``posthoc`` is not one of :data:`POSTHOC_CHOICES`.
+    """
+    if posthoc not in POSTHOC_CHOICES:
+        raise ValueError(f"posthoc must be one of {', '.join(POSTHOC_CHOICES)}, found {posthoc!r}")
+    if posthoc == "none":
+        return None
+    if not isinstance(config.pipeline.model, PlainNerfactoModelConfig):
+        raise ExportError(
+            f"--posthoc {posthoc} applies to uncompressed runs only (methods {', '.join(posthoc_methods())}); "
+            f"method '{config.method_name}' has its own coding: export it without --posthoc"
+        )
+    return plain_codec(posthoc)
+
+
+def check_run(config_path: Path, posthoc: str = "none") -> TrainerConfig:
     """Loads a run's ``config.yml`` and checks that it can be exported, before any heavy work.
 
     Args:
         config_path: ``outputs/.../config.yml`` written by ``ns-train`` (a trusted local file).
+        posthoc: the post-hoc coding asked for (:data:`POSTHOC_CHOICES`).
 
     Returns:
         The run's config.
 
     Raises:
-        ExportError: if the config is missing or unreadable, the method is not exportable, or
-            the run has no checkpoint.
+        ExportError: if the config is missing or unreadable, the method is not exportable,
+            ``posthoc`` does not apply to it, or the run has no checkpoint.
+        ValueError: if ``posthoc`` is not one of :data:`POSTHOC_CHOICES`.
     """
     if not config_path.is_file():
         raise ExportError(f"config {config_path} does not exist; pass --load-config outputs/<run>/config.yml")
@@ -80,6 +129,7 @@ def check_run(config_path: Path) -> TrainerConfig:
         raise ExportError(
             f"method '{config.method_name}' cannot be exported; methods that can: {', '.join(exportable_methods())}"
         )
+    posthoc_codec(config, posthoc)
     checkpoint_dir = config.get_checkpoint_dir()
     if not glob.glob(str(checkpoint_dir / "step-*.ckpt")):
         raise ExportError(f"run has no checkpoint: no step-*.ckpt in {checkpoint_dir}; train it first (ns-train)")
@@ -111,7 +161,7 @@ def _dataparser_entry(config: TrainerConfig) -> Dict[str, Any]:
 
 
 def export_pipeline(
-    config: TrainerConfig, pipeline: Pipeline, step: int
+    config: TrainerConfig, pipeline: Pipeline, step: int, posthoc: str = "none"
 ) -> Tuple[Dict[str, Any], List[Tuple[str, bytes]]]:
     """Header and sections of a trained model.
 
@@ -119,13 +169,17 @@ def export_pipeline(
         config: the run's config.
         pipeline: the loaded pipeline (``eval_setup(..., test_mode="inference")``).
         step: the checkpoint's training step.
+        posthoc: ``"none"`` (each table kind's own coding) or how to store the rows of an
+            uncompressed run's grids (:data:`POSTHOC_CHOICES`).
 
     Returns:
         ``(header, sections)`` for :func:`~nerfcompress.bitstream.container.write_container`.
 
     Raises:
-        ExportError: if the model is not a :class:`GridNerfactoModel` or holds a table kind
-            without a codec (the message lists those that have one).
+        ExportError: if the model is not a :class:`GridNerfactoModel`, holds a table kind
+            without a codec (the message lists those that have one), or ``posthoc`` does not
+            apply to it.
+        ValueError: if ``posthoc`` is not one of :data:`POSTHOC_CHOICES`.
     """
     model = pipeline.model
     if not isinstance(model, GridNerfactoModel):
@@ -140,10 +194,12 @@ def export_pipeline(
     camera_spec, camera_bytes = _cameras_section(pipeline)
     outputs = pipeline.datamanager.train_dataparser_outputs
     encodings = model.grid_encodings()
+    codec = posthoc_codec(config, posthoc)
     try:
-        grids, grid_sections = encode_tables([e.table for e in encodings], grid_names(len(encodings)))
+        grids, grid_sections = encode_tables([e.table for e in encodings], grid_names(len(encodings)), codec)
     except UnsupportedTableError as exc:
-        raise ExportError(f"method '{config.method_name}' cannot be exported yet: {exc}") from exc
+        how = "yet" if codec is None else f"with --posthoc {posthoc}"
+        raise ExportError(f"method '{config.method_name}' cannot be exported {how}: {exc}") from exc
     header = {
         "method": config.method_name,
         "step": int(step),
@@ -179,16 +235,21 @@ def size_breakdown(data: bytes, sections: List[Tuple[str, bytes]]) -> List[Tuple
     return [("header", len(data) - sum(size for _, size in parts)), *parts]
 
 
-def export_run(config_path: Path) -> Tuple[bytes, List[Tuple[str, int]]]:
+def export_run(config_path: Path, posthoc: str = "none") -> Tuple[bytes, List[Tuple[str, int]]]:
     """Loads a trained run and returns its file and size breakdown.
+
+    Args:
+        config_path: the run's ``config.yml``.
+        posthoc: see :func:`export_pipeline`.
 
     Raises:
         ExportError: as :func:`check_run` / :func:`export_pipeline`.
+        ValueError: as :func:`check_run`.
     """
     from nerfstudio.utils.eval_utils import eval_setup
 
-    check_run(config_path)
+    check_run(config_path, posthoc)
     config, pipeline, _, step = eval_setup(config_path, test_mode="inference")
-    header, sections = export_pipeline(config, pipeline, step)
+    header, sections = export_pipeline(config, pipeline, step, posthoc)
     data = write_container(header, sections)
     return data, size_breakdown(data, sections)

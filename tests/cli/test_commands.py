@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -65,7 +67,7 @@ def test_export_refuses_missing_config_unknown_methods_and_runs_without_checkpoi
 def test_export_refuses_an_output_path_that_cannot_be_written(tmp_path, capsys, monkeypatch):
     import nerfcompress.plugin.export as export
 
-    monkeypatch.setattr(export, "check_run", lambda path: None)
+    monkeypatch.setattr(export, "check_run", lambda path, posthoc="none": None)
     _fails_with(Export(load_config=tmp_path / "c.yml", output=tmp_path), capsys, "is a directory")
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -151,3 +153,70 @@ def test_eval_of_a_prefix_reports_its_levels_and_bytes(small_export, tiny_scene,
     metrics = json.loads(output.read_text())["metrics"]
     assert metrics["decoded_levels"] == 3 and metrics["file_size_bytes"] == needed[2] + 10
     assert "psnr" in metrics
+
+
+def test_export_help_offers_the_posthoc_baselines(capsys, monkeypatch):
+    import tyro
+
+    monkeypatch.setenv("COLUMNS", "200")  # no wrapping inside the option table
+    with pytest.raises(SystemExit):
+        tyro.cli(Export, args=["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--posthoc {none,fp32,fp16,uniform8,uniform7,uniform6,uniform5,uniform4,uniform3,uniform2}" in out
+    assert "plain-nerfacto, plain-nerfacto-big" in out and "true uncompressed size" in out
+
+
+@pytest.mark.parametrize("method", ["shacira-nerfacto", "vqad-nerfacto"])
+def test_export_posthoc_of_a_compressed_method_is_one_line(method, tmp_path, capsys):
+    from nerfstudio.configs.method_configs import all_methods
+
+    config = all_methods[method]
+    config.output_dir = tmp_path / "outputs"
+    config.timestamp = "t"
+    path = tmp_path / "run.yml"
+    path.write_text(yaml.dump(config))
+    _fails_with(
+        Export(load_config=path, output=tmp_path / "x.ncmp", posthoc="uniform8"),
+        capsys,
+        f"--posthoc uniform8 applies to uncompressed runs only (methods plain-nerfacto, plain-nerfacto-big); "
+        f"method '{method}' has its own coding",
+    )
+    assert not (tmp_path / "x.ncmp").exists()
+
+
+@pytest.fixture(scope="module")
+def posthoc_files(small_plain_run, tmp_path_factory):
+    """``ns-compress export --posthoc P`` of the small plain run: ``P -> (path, printed output)``."""
+    out_dir, files = tmp_path_factory.mktemp("posthoc"), {}
+    for posthoc in ("fp32", "fp16", "uniform8", "uniform6"):
+        path = out_dir / f"{posthoc}.ncmp"
+        capture = io.StringIO()
+        with contextlib.redirect_stdout(capture), pytest.MonkeyPatch.context() as patch:
+            patch.setenv("COLUMNS", "200")  # rich: the table title on one line
+            Export(load_config=small_plain_run, output=path, posthoc=posthoc).main()
+        files[posthoc] = (path, " ".join(capture.getvalue().split()))
+    return files
+
+
+def test_export_posthoc_prints_the_real_file_bytes_and_uniform_is_smallest(posthoc_files):
+    sizes = {posthoc: path.stat().st_size for posthoc, (path, _) in posthoc_files.items()}
+    assert sizes["uniform6"] < sizes["uniform8"] < sizes["fp16"] < sizes["fp32"], sizes
+    for posthoc, (path, out) in posthoc_files.items():
+        size = path.stat().st_size
+        assert f"total file │ {size:,} │ 100.0%" in out and f"{path}: {size:,} bytes" in out
+        assert f"(exact bytes, framing included; grids post hoc as {posthoc})" in out
+
+
+def test_info_import_and_eval_read_a_uniform_file(posthoc_files, tiny_scene, tmp_path, capsys):
+    path, _ = posthoc_files["uniform8"]
+    Info(file=path).main()
+    out = capsys.readouterr().out
+    assert "grid main (plain-uniform, 8 bits)" in out and "levels per grid: main 4, prop0 5, prop1 5" in out
+    Import(file=path, output_dir=tmp_path / "decoded", max_levels=2).main()
+    assert "(2 of 5 levels)" in " ".join(capsys.readouterr().out.split())
+    config = yaml.load((tmp_path / "decoded" / "config.yml").read_text(), Loader=yaml.Loader)
+    assert config.method_name == "plain-nerfacto" and config.pipeline.model.active_levels == 2
+    output = tmp_path / "metrics.json"
+    Evaluate(file=path, data=tiny_scene, max_levels=3, output_path=output).main()
+    metrics = json.loads(output.read_text())["metrics"]
+    assert metrics["decoded_levels"] == 3 and metrics["file_size_bytes"] == path.stat().st_size
