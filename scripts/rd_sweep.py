@@ -132,8 +132,7 @@ class RdSweep:
     """Train, export and evaluate a rate-distortion sweep; write results.json/.csv and rd.png."""
 
     data: Optional[Path] = None
-    """Dataset (Blender or nerfstudio format). Default: the synthetic scene of configs/demo.yaml, written
-    into OUTPUT_DIR/scene."""
+    """Dataset (Blender or nerfstudio format); default: configs/demo.yaml's synthetic scene in OUTPUT_DIR/scene."""
     output_dir: Path = REPO / "outputs" / "rd"
     """Runs, files, per-point results, tables and the plot."""
     full: bool = False

@@ -221,8 +221,7 @@ class ViewerScreenshot:
     window_size: Tuple[int, int] = (1280, 800)
     """Browser window width and height in px."""
     settle_seconds: float = 6.0
-    """Capture once the render resolution shown by the viewer has stayed unchanged this long (it refines
-    when idle), or as soon as a render reaches --max-res."""
+    """Capture once the viewer's render resolution stayed unchanged this long, or at once at --max-res."""
     max_res: int = 512
     """The viewer's "Max res" setting (512 unless changed in its GUI): its final, full-resolution render."""
     timeout_seconds: float = 300.0
@@ -230,12 +229,9 @@ class ViewerScreenshot:
     max_num_display_images: int = 8
     """Passed to ns-viewer: training-camera thumbnails to show (each is rendered into the scene)."""
     min_changed_fraction: float = 0.5
-    """The render must change at least this share of the canvas centre from the empty canvas, captured
-    before the first render arrived. A barely trained model renders a near-uniform image, so this, not
-    the image's own variety, is what tells a render from the empty scene."""
+    """Share of the canvas centre the render must change from the empty canvas shot before it (see _capture)."""
     min_distinct_colours: int = 64
-    """Only when the empty canvas could not be captured first (the render came too fast): the centre
-    must have at least this many distinct colours..."""
+    """Without an empty-canvas shot (the render came first): the centre needs this many distinct colours..."""
     max_background_fraction: float = 0.5
     """...and its most common colour may cover at most this share (an empty canvas is 1 colour, 100%)."""
     verbose: bool = False
@@ -336,6 +332,13 @@ class ViewerScreenshot:
     async def _capture(
         self, browser: subprocess.Popen, profile: Path, url: str, viewer: subprocess.Popen, viewer_log: Path
     ) -> Tuple[bytes, CanvasStats, str]:
+        """Opens the viewer page and returns (screenshot PNG, canvas statistics, a note on the render).
+
+        The page is shot once while connected but before the first render arrives (the empty canvas),
+        and again once the render settles; the render must have changed at least --min-changed-fraction
+        of the canvas centre. A barely trained model renders a near-uniform image, so the difference
+        from the empty canvas, not the image's own variety, tells a render from the empty scene.
+        """
         import websockets
 
         started = time.monotonic()

@@ -27,8 +27,7 @@ class Evaluate:
     max_levels: Optional[int] = None
     """Render only the coarsest N levels of every grid (a lower level of detail)."""
     prefix_bytes: Optional[int] = None
-    """Decode only the first B bytes of FILE, as a client that has downloaded that much, rendering the levels they
-    hold completely (`ns-compress info FILE` lists the bytes each level needs). None: the whole file."""
+    """Decode only the first B bytes of FILE (a partial download); `ns-compress info` lists the bytes per level."""
 
     def main(self) -> None:
         """Evaluate and print (and optionally write) the metrics."""

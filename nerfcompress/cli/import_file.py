@@ -24,8 +24,7 @@ class Import:
     max_levels: Optional[int] = None
     """Decode only the coarsest N levels of every grid (a lower level of detail); the import renders those only."""
     prefix: bool = False
-    """FILE may be truncated (a partial download): decode the levels it holds completely. Without this flag a
-    truncated file is an error."""
+    """Accept a truncated FILE (a partial download) and decode the levels it holds completely."""
 
     def main(self) -> None:
         """Decode and write the run directory."""
