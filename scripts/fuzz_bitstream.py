@@ -1,10 +1,11 @@
 """Fuzzes the decoder: mutated files must raise BitstreamError or decode, quickly, never crash.
 
 Builds a small real file from fixed tensors (a SHACIRA, a plain and a VQAD grid with both
-index codings, through :mod:`nerfcompress.bitstream.model_codec` and the container; no
-training), then decodes ``--num-files`` seeded mutations of it with ``read_container`` and
-the table decoders. Mutations: truncation, 1-8 byte flips, byte insertions and deletions,
-huge section-length fields, header corruption, and (to reach the table decoders behind the
+index codings, and a plain grid written post hoc as uniform 6-bit symbols, through
+:mod:`nerfcompress.bitstream.model_codec` and the container; no training), then decodes
+``--num-files`` seeded mutations of it with ``read_container`` and the table decoders.
+Mutations: truncation, 1-8 byte flips, byte insertions and deletions, huge section-length
+fields, header corruption, and (to reach the table decoders behind the
 CRCs) damaged section payloads or header fields in a file whose CRCs are recomputed.
 
 Exits 1 if any exception other than :class:`BitstreamError` escapes or a decode takes longer
@@ -30,28 +31,36 @@ import torch
 import tyro
 
 from nerfcompress.bitstream.container import read_container, read_container_index, write_container
-from nerfcompress.bitstream.model_codec import decode_tables, encode_tables
+from nerfcompress.bitstream.levels import order_sections
+from nerfcompress.bitstream.model_codec import decode_tables, encode_tables, plain_codec
 from nerfcompress.errors import BitstreamError
 from nerfcompress.tables import FeatureTable, PlainTable, ShaciraTable, VqadTable
 
-NAMES = ["g0", "g1", "g2"]
+NAMES = ["g0", "g1", "g2", "g3"]
 VQAD_LEVEL_ROWS = (8, 64, 3000)
+UNIFORM_LEVEL_ROWS = (16, 2000)
 
 
 def _fresh_tables() -> List[FeatureTable]:
     """Empty tables with the layout of the fuzzed file (what an importer would build)."""
-    return [ShaciraTable(400, 2, latent_dim=2), PlainTable(16, 2), VqadTable(VQAD_LEVEL_ROWS, 2, bits=4)]
+    return [
+        ShaciraTable(400, 2, latent_dim=2),
+        PlainTable(16, 2),
+        VqadTable(VQAD_LEVEL_ROWS, 2, bits=4),
+        PlainTable(sum(UNIFORM_LEVEL_ROWS), 2, level_rows=UNIFORM_LEVEL_ROWS),
+    ]
 
 
 def build_file() -> bytes:
     """The file every mutation starts from; fixed contents, no randomness outside seeds."""
     generator = torch.Generator().manual_seed(0)
     rng = np.random.default_rng(0)
-    shacira, plain, vqad = _fresh_tables()
+    shacira, plain, vqad, uniform = _fresh_tables()
     with torch.no_grad():
         shacira.latents.copy_(torch.from_numpy(np.round(rng.laplace(0, 2, (400, 2))).astype(np.float32)))
         shacira.decoder.weight.copy_(torch.randn(2, 2, generator=generator))
         plain.rows.copy_(torch.randn(16, 2, generator=generator))
+        uniform.rows.copy_(torch.from_numpy(rng.laplace(0, 0.05, (uniform.num_rows, 2)).astype(np.float32)))
     shacira.prior.pmf = lambda channel, lo, support: np.exp(-np.abs(np.arange(lo, lo + support)) / 2.0)
     indices = np.concatenate(
         [
@@ -61,9 +70,12 @@ def build_file() -> bytes:
         ]
     )
     vqad.assign_codes(torch.from_numpy(indices.astype(np.int64)), torch.randn(3, 16, 2, generator=generator))
-    grids, sections = encode_tables([shacira, plain, vqad], NAMES)
-    if [g.get("coding") for g in grids][2] != ["packed", "packed", "range"]:
-        raise RuntimeError(f"fuzz file should hold both index codings, found {grids[2]['coding']}")
+    grids, sections = encode_tables([shacira, plain, vqad], NAMES[:3])
+    uniform_grids, uniform_sections = encode_tables([uniform], NAMES[3:], codec=plain_codec("uniform6"))
+    grids, sections = grids + uniform_grids, order_sections(sections + uniform_sections)
+    for grid in (grids[2], grids[3]):
+        if "packed" not in grid["coding"] or "range" not in grid["coding"]:
+            raise RuntimeError(f"fuzz file should hold both codings in {grid['name']}, found {grid['coding']}")
     header = {"method": "fuzz", "grids": grids, "scene": {"scale": 0.5}}
     sections = [("cameras", np.arange(24, dtype="<f4").tobytes()), *sections]
     return write_container(header, sections)
