@@ -12,7 +12,8 @@ writes ``results.json``, ``results.csv`` and ``rd.png`` (PSNR against file size,
     .venv/bin/python scripts/rd_sweep.py --data DATA --full    # nerfacto-default sizes and steps (GPU)
 
 The reduced sweep uses ``configs/demo.yaml``'s flags (the CPU budget); ``--full`` uses the
-methods' defaults (nerfacto's sizes, 30k steps) on CUDA. Resumable: every finished point is saved
+methods' defaults (nerfacto's sizes, 30k steps) on CUDA; ``--latent-dims``, ``--lambdas``,
+``--bit-widths`` and ``--kmeans-bits`` change what is swept. Resumable: every finished point is saved
 under ``OUTPUT_DIR/points/`` and not recomputed; a point that fails is reported with the last
 lines of its log and the sweep goes on with the others. ``export`` and ``eval`` run the
 ``ns-compress`` commands' own code in this process (one nerfstudio import instead of one per call);
@@ -48,6 +49,7 @@ from nerfcompress.scenes.synthetic import write_synthetic_scene  # noqa: E402
 CONSOLE = Console()
 REPO = Path(__file__).resolve().parent.parent
 RATE_WEIGHT_FLAG = "--pipeline.model.rate-weight"
+LATENT_DIM_FLAG = "--pipeline.model.latent-dim"
 TRAIN_TIME_TAG = "Train Iter (time)"  # nerfstudio's EventName.ITER_TRAIN_TIME, seconds per step
 
 
@@ -74,28 +76,48 @@ class PosthocPoint:
 BASELINE = TrainedPoint("plain", "plain-nerfacto", "fp16 tables")
 
 
-def sweep_points(full: bool) -> Tuple[List[TrainedPoint], List[PosthocPoint]]:
+@dataclass(frozen=True)
+class SweepGrid:
+    """What the sweep varies: SHACIRA latents per row and rate weights, VQAD bit widths, k-means bits."""
+
+    latent_dims: Tuple[int, ...]
+    lambdas: Tuple[float, ...]
+    bit_widths: Tuple[int, ...]
+    kmeans_bits: Tuple[int, ...]
+
+
+REDUCED = SweepGrid(latent_dims=(1,), lambdas=(1e-4, 1e-3, 1e-2), bit_widths=(2, 4, 6), kmeans_bits=(4,))
+FULL = SweepGrid(
+    latent_dims=(1, 2),
+    lambdas=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+    bit_widths=(2, 3, 4, 5, 6, 8),
+    kmeans_bits=(2, 3, 4, 5, 6, 8),
+)
+
+
+def sweep_points(grid: SweepGrid) -> Tuple[List[TrainedPoint], List[PosthocPoint]]:
     """The sweep: the baseline first (the post-hoc points need it), then SHACIRA and VQAD."""
-    lambdas = (1e-4, 1e-3, 1e-2) if not full else (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
-    bit_widths = (2, 4, 6) if not full else (2, 3, 4, 5, 6, 8)
     trained = [BASELINE]
     trained += [
-        TrainedPoint(f"shacira-lambda{lam:g}", "shacira-nerfacto", f"lambda={lam:g}", {RATE_WEIGHT_FLAG: lam})
-        for lam in lambdas
+        TrainedPoint(
+            f"shacira-D{dim}-lambda{lam:g}",
+            "shacira-nerfacto",
+            f"D={dim}, lambda={lam:g}",
+            {LATENT_DIM_FLAG: dim, RATE_WEIGHT_FLAG: lam},
+        )
+        for dim in grid.latent_dims
+        for lam in grid.lambdas
     ]
     trained += [
         TrainedPoint(f"vqad-b{bits}", "vqad-nerfacto", f"b={bits}", {"--pipeline.model.bits": bits})
-        for bits in bit_widths
+        for bits in grid.bit_widths
     ]
     posthoc = [
         PosthocPoint("plain-fp32", "fp32 tables", posthoc="fp32"),
         PosthocPoint("plain-uniform8", "uniform 8-bit + entropy coding", posthoc="uniform8"),
         PosthocPoint("plain-uniform6", "uniform 6-bit + entropy coding", posthoc="uniform6"),
     ]
-    posthoc += [
-        PosthocPoint(f"kmeans-b{bits}", f"k-means b={bits}", kmeans_bits=bits)
-        for bits in ((4,) if not full else bit_widths)
-    ]
+    posthoc += [PosthocPoint(f"kmeans-b{bits}", f"k-means b={bits}", kmeans_bits=bits) for bits in grid.kmeans_bits]
     return trained, posthoc
 
 
@@ -141,8 +163,16 @@ class RdSweep:
     """Shared ns-train flags of the reduced sweep (and the synthetic scene's settings)."""
     max_num_iterations: Optional[int] = None
     """Override the training steps of every run (default: the config's, or 30000 with --full)."""
+    latent_dims: Optional[Tuple[int, ...]] = None
+    """SHACIRA latents per row to sweep (default: 1; with --full 1 2)."""
+    lambdas: Optional[Tuple[float, ...]] = None
+    """SHACIRA rate weights to sweep, for every latent dim (default: 1e-4 1e-3 1e-2; more with --full)."""
+    bit_widths: Optional[Tuple[int, ...]] = None
+    """VQAD index widths to sweep (default: 2 4 6; more with --full)."""
+    kmeans_bits: Optional[Tuple[int, ...]] = None
+    """Post-hoc k-means index widths (default: 4; with --full the VQAD widths)."""
     only: Optional[Tuple[str, ...]] = None
-    """Run only these points (names as in results.json, e.g. plain shacira-lambda0.001 vqad-b4)."""
+    """Run only these points (names as in results.json, e.g. plain shacira-D1-lambda0.001 vqad-b4)."""
 
     def main(self) -> None:
         started = time.perf_counter()
@@ -152,7 +182,15 @@ class RdSweep:
             CONSOLE.print(f"[bold red]rd_sweep:[/bold red] dataset {data} does not exist")
             sys.exit(2)
         device_type = "cuda" if self.full else "cpu"
-        trained, posthoc = sweep_points(self.full)
+        defaults = FULL if self.full else REDUCED
+        trained, posthoc = sweep_points(
+            SweepGrid(
+                latent_dims=self.latent_dims or defaults.latent_dims,
+                lambdas=self.lambdas or defaults.lambdas,
+                bit_widths=self.bit_widths or defaults.bit_widths,
+                kmeans_bits=self.kmeans_bits or defaults.kmeans_bits,
+            )
+        )
         if self.only is not None:
             known = {p.name for p in trained} | {p.name for p in posthoc}
             unknown = sorted(set(self.only) - known)
