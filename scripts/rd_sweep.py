@@ -444,6 +444,12 @@ def headline_ratios(results: List[Dict[str, Any]], tolerance_db: float = 0.5) ->
     return out
 
 
+def plot_series(row: Dict[str, Any]) -> str:
+    """The plot line a point belongs to: its method, and for SHACIRA its latent dim (one curve per D)."""
+    latent_dim = row.get("train_flags", {}).get(LATENT_DIM_FLAG)
+    return row["method"] if latent_dim is None else f"{row['method']} D={latent_dim}"
+
+
 def plot_rate_distortion(results: List[Dict[str, Any]], path: Path) -> None:
     """PSNR against file bytes (log x), one line per method, post-hoc baselines as markers."""
     import matplotlib
@@ -452,13 +458,14 @@ def plot_rate_distortion(results: List[Dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=120)
-    for method in sorted({r["method"] for r in results}):
-        rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["file_bytes"])
-        style = "o-" if rows[0]["kind"] == "trained" and len(rows) > 1 else "s"
-        axes.plot([r["file_bytes"] for r in rows], [r["psnr"] for r in rows], style, label=method)
-        for row in rows:
-            axes.annotate(row["setting"], (row["file_bytes"], row["psnr"]), textcoords="offset points",
-                          xytext=(4, 4), fontsize=7)  # fmt: skip
+    for series in sorted({plot_series(r) for r in results}):
+        rows = sorted((r for r in results if plot_series(r) == series), key=lambda r: r["file_bytes"])
+        style = "o-" if rows[0]["kind"] == "trained" else "s"
+        axes.plot([r["file_bytes"] for r in rows], [r["psnr"] for r in rows], style, label=series)
+        for index, row in enumerate(rows):
+            label = row["name"].removeprefix("plain-") if row["kind"] == "posthoc" else row["setting"]
+            axes.annotate(label, (row["file_bytes"], row["psnr"]), textcoords="offset points",
+                          xytext=(4, 4 if index % 2 == 0 else -11), fontsize=7)  # fmt: skip
     axes.set_xscale("log")
     axes.set_xlabel("file size (bytes, everything included)")
     axes.set_ylabel("PSNR (dB, test views)")
