@@ -16,28 +16,37 @@ def tiny_scene(tmp_path_factory) -> Path:
     )
 
 
-@pytest.fixture(scope="session")
-def small_export(tiny_scene, tmp_path_factory) -> Path:
-    """A small untrained shacira-nerfacto on ``tiny_scene`` (seeded Laplace latents, no training),
-    exported to a file: main grid 4 levels, proposal grids 5 levels each."""
+def _small_untrained_pipeline(method: str, scene: Path):
+    """``(config, pipeline)`` of an untrained ``method`` on ``scene`` on CPU: main grid 4 levels,
+    proposal grids 5 levels each, 16-wide networks (torch seeded, so deterministic)."""
     import copy
 
-    import numpy as np
     import torch
     from nerfstudio.configs.method_configs import all_methods
 
-    from nerfcompress.bitstream.container import write_container
     from nerfcompress.plugin.dataparser import AutoDataParserConfig
-    from nerfcompress.plugin.export import export_pipeline
 
-    config = copy.deepcopy(all_methods["shacira-nerfacto"])
+    config = copy.deepcopy(all_methods[method])
     config.machine.device_type = "cpu"
-    config.pipeline.datamanager.dataparser = AutoDataParserConfig(data=tiny_scene)
+    config.pipeline.datamanager.dataparser = AutoDataParserConfig(data=scene)
     model = config.pipeline.model
     model.num_levels, model.max_res, model.log2_hashmap_size, model.proposal_log2_hashmap_size = 4, 64, 10, 8
     model.hidden_dim = model.hidden_dim_color = 16
     torch.manual_seed(0)
-    pipeline = config.pipeline.setup(device="cpu", test_mode="inference")
+    return config, config.pipeline.setup(device="cpu", test_mode="inference")
+
+
+@pytest.fixture(scope="session")
+def small_export(tiny_scene, tmp_path_factory) -> Path:
+    """A small untrained shacira-nerfacto on ``tiny_scene`` (seeded Laplace latents, no training),
+    exported to a file: main grid 4 levels, proposal grids 5 levels each."""
+    import numpy as np
+    import torch
+
+    from nerfcompress.bitstream.container import write_container
+    from nerfcompress.plugin.export import export_pipeline
+
+    config, pipeline = _small_untrained_pipeline("shacira-nerfacto", tiny_scene)
     rng = np.random.default_rng(0)
     with torch.no_grad():
         for table in pipeline.model.tables():
@@ -52,24 +61,12 @@ def small_plain_run(tiny_scene, tmp_path_factory) -> Path:
     """``config.yml`` of an untrained plain-nerfacto run on ``tiny_scene`` with a checkpoint, as
     ``ns-compress export`` loads it: seeded Laplace rows (no training), main grid 4 levels,
     proposal grids 5 levels each."""
-    import copy
-
     import numpy as np
     import torch
-    from nerfstudio.configs.method_configs import all_methods
 
-    from nerfcompress.plugin.dataparser import AutoDataParserConfig
-
-    config = copy.deepcopy(all_methods["plain-nerfacto"])
-    config.machine.device_type = "cpu"
-    config.pipeline.datamanager.dataparser = AutoDataParserConfig(data=tiny_scene)
+    config, pipeline = _small_untrained_pipeline("plain-nerfacto", tiny_scene)
     config.output_dir = tmp_path_factory.mktemp("plain-run")
     config.timestamp = "untrained"
-    model = config.pipeline.model
-    model.num_levels, model.max_res, model.log2_hashmap_size, model.proposal_log2_hashmap_size = 4, 64, 10, 8
-    model.hidden_dim = model.hidden_dim_color = 16
-    torch.manual_seed(0)
-    pipeline = config.pipeline.setup(device="cpu", test_mode="inference")
     rng = np.random.default_rng(0)
     with torch.no_grad():
         for table in pipeline.model.tables():
