@@ -33,7 +33,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Literal, Optional, Tuple
 
 import tyro
 import yaml
@@ -171,6 +171,8 @@ class RdSweep:
     """VQAD index widths to sweep (default: 2 4 6; more with --full)."""
     kmeans_bits: Optional[Tuple[int, ...]] = None
     """Post-hoc k-means index widths (default: 4; with --full the VQAD widths)."""
+    device_type: Optional[Literal["cpu", "cuda"]] = None
+    """Training device (default: cuda with --full, else cpu)."""
     only: Optional[Tuple[str, ...]] = None
     """Run only these points (names as in results.json, e.g. plain shacira-D1-lambda0.001 vqad-b4)."""
 
@@ -181,7 +183,7 @@ class RdSweep:
         if not data.exists():
             CONSOLE.print(f"[bold red]rd_sweep:[/bold red] dataset {data} does not exist")
             sys.exit(2)
-        device_type = "cuda" if self.full else "cpu"
+        device_type = self.device_type or ("cuda" if self.full else "cpu")
         defaults = FULL if self.full else REDUCED
         trained, posthoc = sweep_points(
             SweepGrid(
@@ -262,7 +264,7 @@ class RdSweep:
                 "--steps-per-eval-all-images": 1000000,
             }
         else:
-            flags = dict(settings["train_flags"])
+            flags = {**settings["train_flags"], "--machine.device-type": device_type}
         if self.max_num_iterations is not None:
             flags["--max-num-iterations"] = self.max_num_iterations
         iterations = int(flags.get("--max-num-iterations", 30000))
