@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 _LIKELIHOOD_BOUND = 1e-9
-_KNOTS_PER_UNIT = 16  # knot spacing 1/16 for the interpolated training-time CDF
+_KNOTS_PER_UNIT = 32  # knot spacing 1/32 of the interpolated training-time code length; even
 
 
 class _LowerBound(torch.autograd.Function):
@@ -42,6 +42,39 @@ class _LowerBound(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         passes = (x >= ctx.bound) | (grad_output < 0)
         return grad_output * passes, None
+
+
+class _InterpolatedSum(torch.autograd.Function):
+    """``sum_{d,n} lerp(knots[d], position[d, n])``: piecewise-linear lookup, summed.
+
+    ``knots [D, K]`` hold a function's values at integer positions; ``position [D, N]`` is in
+    knot units, clamped to the knot range. The backward forms both gradients directly (a gather
+    for the positions, two ``scatter_add_`` into ``[D, K]`` for the knots) instead of replaying
+    the gathers and products, about half the time of autograd's version on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, knots: Tensor, position: Tensor) -> Tensor:
+        num_knots = knots.shape[1]
+        index = position.detach().floor().long().clamp_(0, num_knots - 2)  # int64 [D, N]
+        frac = position.detach() - index  # [D, N]
+        slope_at = torch.gather(torch.diff(knots, dim=1), 1, index)  # [D, N]
+        ctx.save_for_backward(index, frac, slope_at)
+        ctx.num_knots = num_knots
+        return torch.addcmul(torch.gather(knots, 1, index), frac, slope_at).sum()
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        index, frac, slope_at = ctx.saved_tensors
+        grad_knots = grad_position = None
+        if ctx.needs_input_grad[0]:
+            shape = (index.shape[0], ctx.num_knots)
+            grad_knots = frac.new_zeros(shape).scatter_add_(1, index, 1.0 - frac)  # left knot weights
+            grad_knots[:, 1:] += frac.new_zeros(shape).scatter_add_(1, index, frac)[:, :-1]  # right knot
+            grad_knots *= grad_output
+        if ctx.needs_input_grad[1]:
+            grad_position = slope_at * grad_output
+        return grad_knots, grad_position
 
 
 class FactorizedPrior(nn.Module):
@@ -82,9 +115,7 @@ class FactorizedPrior(nn.Module):
 
     def _check(self, values: Tensor) -> None:
         if values.ndim != 2 or values.shape[-1] != self.num_channels:
-            raise ValueError(
-                f"expected values of shape [rows, {self.num_channels}], found {tuple(values.shape)}"
-            )
+            raise ValueError(f"expected values of shape [rows, {self.num_channels}], found {tuple(values.shape)}")
 
     def _logits(self, x: Tensor) -> Tensor:
         """Cumulative logits of ``x [D, 1, N]`` -> ``[D, 1, N]``, in ``x``'s dtype and device."""
@@ -134,34 +165,35 @@ class FactorizedPrior(nn.Module):
         self._check(values)
         return _LowerBound.apply(self._mass(values.t()).t(), _LIKELIHOOD_BOUND)
 
-    def _noisy_mass_interpolated(self, w: Tensor) -> Tensor:
-        """``P(w + 1/2) - P(w - 1/2)`` for ``w [rows, D]`` from knot-interpolated logits, ``[D, rows]``.
+    def _knot_bits(self, lo: Tensor, num_knots: int) -> Tensor:
+        """``-log2 (P(v + 1/2) - P(v - 1/2))`` at the knots ``v = lo + k / _KNOTS_PER_UNIT``, ``[D, K]``.
 
-        The cumulative logits are evaluated by the network only at knots ``lo + k * h`` spanning
-        the values (``h = 1 / _KNOTS_PER_UNIT``) and linearly interpolated in between; the edges
-        ``w - 1/2`` and ``w + 1/2`` are exactly ``_KNOTS_PER_UNIT`` knots apart, so both share
-        one interpolation weight. This costs a few elementwise passes per value instead of the
-        whole network, and its gradient reaches both ``w`` and the network. Works channel-major
-        (``[D, rows]``): gathers along the last dimension are several times faster on CPU.
+        Every interval edge is itself a knot (edges lie ``_KNOTS_PER_UNIT / 2`` knots either side
+        of the centre), so one network pass over ``K + _KNOTS_PER_UNIT`` points gives all masses.
+        Differentiable with respect to the prior; the mass is floored like :meth:`likelihood`.
         """
-        w = w.t().contiguous()  # [D, rows]
-        lo = torch.floor(w.detach().min()) - 1.0
-        hi = torch.ceil(w.detach().max()) + 1.0
-        num_knots = int((hi - lo).item()) * _KNOTS_PER_UNIT + 2
-        knots = lo + torch.arange(num_knots, device=w.device, dtype=w.dtype) / _KNOTS_PER_UNIT
-        knot_logits = self._logits(knots.expand(self.num_channels, 1, num_knots)).squeeze(1)  # [D, K]
-        position = (w - 0.5 - lo) * _KNOTS_PER_UNIT
-        index = torch.floor(position.detach()).long().clamp_(0, num_knots - 2 - _KNOTS_PER_UNIT)
-        frac = position - index
+        half = _KNOTS_PER_UNIT // 2
+        steps = torch.arange(num_knots + 2 * half, device=lo.device, dtype=lo.dtype)
+        edges = lo - 0.5 + steps / _KNOTS_PER_UNIT  # [K + 2 half]
+        logits = self._logits(edges.expand(self.num_channels, 1, -1)).squeeze(1)  # [D, K + 2 half]
+        lower, upper = logits[:, :num_knots], logits[:, 2 * half :]
+        sign = -torch.sign(lower + upper).detach()  # evaluate both sigmoids in the tail
+        mass = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+        return -torch.log2(_LowerBound.apply(mass, _LIKELIHOOD_BOUND))
 
-        def lerp_at(offset: int) -> Tensor:
-            left = torch.gather(knot_logits, 1, index + offset)
-            right = torch.gather(knot_logits, 1, index + offset + 1)
-            return left + frac * (right - left)
+    def _interpolated_bits(self, values: Tensor) -> Tensor:
+        """Sum of ``-log2 mass(v)`` over ``values [D, N]`` (channel-major), knot-interpolated, scalar.
 
-        lower, upper = lerp_at(0), lerp_at(_KNOTS_PER_UNIT)  # w - 1/2 and w + 1/2
-        sign = -torch.sign(lower + upper).detach()
-        return torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+        The code length is evaluated by the network only at knots ``1 / _KNOTS_PER_UNIT`` apart
+        that span the values (:meth:`_knot_bits`) and linearly interpolated in between. That
+        costs a gather per value instead of the network, and the gradient reaches both the
+        values and the network. Channel-major because gathers along the last dimension are
+        several times faster on CPU.
+        """
+        smallest, largest = torch.aminmax(values.detach())
+        lo = torch.floor(smallest) - 1.0
+        num_knots = int((torch.ceil(largest) + 1.0 - lo).item()) * _KNOTS_PER_UNIT + 1
+        return _InterpolatedSum.apply(self._knot_bits(lo, num_knots), (values - lo) * _KNOTS_PER_UNIT)
 
     def _integer_bits(self, values: Tensor) -> Tensor:
         """Exact bits of integer ``values [rows, D]``: the mass of each distinct integer once."""
@@ -177,8 +209,8 @@ class FactorizedPrior(nn.Module):
 
         .. math:: R = -\\sum_{r,c} \\log_2 p_c(w_{r,c}),
 
-        with ``w = latents + U(-1/2, 1/2)`` in training mode (masses from knot-interpolated
-        cumulative logits, see :meth:`_noisy_mass_interpolated`) and ``w = round(latents)`` in
+        with ``w = latents + U(-1/2, 1/2)`` in training mode (code lengths interpolated between
+        knots, see :meth:`_interpolated_bits`) and ``w = round(latents)`` in
         eval mode (exact masses). In training mode the gradient reaches both the prior and the
         latents.
 
@@ -194,9 +226,8 @@ class FactorizedPrior(nn.Module):
         self._check(latents)
         if not self.training:
             return self._integer_bits(torch.round(latents))
-        w = latents + torch.empty_like(latents).uniform_(-0.5, 0.5)
-        mass = self._noisy_mass_interpolated(w)
-        return -torch.log2(_LowerBound.apply(mass, _LIKELIHOOD_BOUND)).sum()
+        noisy = latents.new_empty(self.num_channels, latents.shape[0]).uniform_(-0.5, 0.5)  # [D, rows]
+        return self._interpolated_bits(noisy.add_(latents.t()))  # in place: stays channel-major
 
     @torch.no_grad()
     def pmf(self, channel: int, lo: int, support: int) -> np.ndarray:

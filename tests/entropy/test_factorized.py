@@ -65,15 +65,30 @@ class TestFactorizedPrior:
         torch.testing.assert_close(prior.rate_bits(latents), expected)
         torch.testing.assert_close(prior.rate_bits(latents), expected)
 
-    def test_interpolated_training_rate_matches_exact_network(self):
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    def test_interpolated_training_rate_matches_exact_network(self, seed):
+        torch.manual_seed(seed)
         prior = FactorizedPrior(2)
         with torch.no_grad():  # a clearly non-linear CDF
             for param in [*prior.biases, *prior.factors, *prior.matrices]:
                 param.normal_(0.0, 1.5)
         w = torch.randn(50_000, 2) * 4
+        with torch.no_grad():  # away from the 1e-9 likelihood floor, where gradients are clipped
+            w = w[(prior.likelihood(w) > 1e-6).all(dim=1)].requires_grad_(True)
+        assert len(w) > 3_000
         exact = -torch.log2(prior.likelihood(w)).sum()
-        interpolated = -torch.log2(prior._noisy_mass_interpolated(w).clamp_min(1e-9)).sum()
-        assert float(interpolated) == pytest.approx(float(exact), rel=1e-4)
+        exact_grads = torch.autograd.grad(exact, [w, *prior.parameters()])
+        interpolated = prior._interpolated_bits(w.t())
+        interpolated_grads = torch.autograd.grad(interpolated, [w, *prior.parameters()])
+        # Measured: at most 0.0015 bits per value off (0.006 with 16 knots per unit).
+        assert abs(float(interpolated.detach() - exact.detach())) / w.numel() < 0.004
+        # Per value, the interpolant's slope is the chord of a 1/32-wide segment (measured cosine
+        # 0.990; interpolating the cumulative logits instead gave 0.989). Summed over many values,
+        # the prior's gradients agree closely.
+        cosine = torch.nn.functional.cosine_similarity(interpolated_grads[0].flatten(), exact_grads[0].flatten(), dim=0)
+        assert float(cosine) > 0.98
+        for exact_grad, interpolated_grad in zip(exact_grads[1:], interpolated_grads[1:]):
+            torch.testing.assert_close(interpolated_grad, exact_grad, rtol=2e-2, atol=1e-2 * exact_grad.abs().max())
 
     def test_eval_rate_is_the_exact_mass_of_rounded_latents(self):
         prior = FactorizedPrior(2).eval()
