@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -204,30 +206,36 @@ class FactorizedPrior(nn.Module):
         bits = -torch.log2(_LowerBound.apply(masses, _LIKELIHOOD_BOUND))
         return torch.gather(bits, 0, (values - lo).long()).sum()
 
-    def rate_bits(self, latents: Tensor) -> Tensor:
+    def rate_bits(self, latents: Tensor, uniform: Optional[Tensor] = None) -> Tensor:
         """Estimated code length of the latents in bits.
 
         .. math:: R = -\\sum_{r,c} \\log_2 p_c(w_{r,c}),
 
         with ``w = latents + U(-1/2, 1/2)`` in training mode (code lengths interpolated between
-        knots, see :meth:`_interpolated_bits`) and ``w = round(latents)`` in
-        eval mode (exact masses). In training mode the gradient reaches both the prior and the
-        latents.
+        knots, see :meth:`_interpolated_bits`) and ``w = round(latents)`` in eval mode (exact
+        masses). In training mode the gradient reaches both the prior and the latents.
 
         Args:
             latents: continuous latents, ``[rows, D]``.
+            uniform: training mode only: a U(0, 1) draw ``[rows, D]`` to make the noise from
+                (``uniform - 1/2``); None draws one here.
 
         Returns:
             Scalar rate in bits (divide by ``rows`` for a stable loss scale).
 
         Raises:
-            ValueError: if ``latents`` is not ``[rows, D]``.
+            ValueError: if ``latents`` is not ``[rows, D]`` or ``uniform`` not of its shape.
         """
         self._check(latents)
         if not self.training:
             return self._integer_bits(torch.round(latents))
-        noisy = latents.new_empty(self.num_channels, latents.shape[0]).uniform_(-0.5, 0.5)  # [D, rows]
-        return self._interpolated_bits(noisy.add_(latents.t()))  # in place: stays channel-major
+        if uniform is None:  # drawn channel-major, added in place: stays channel-major
+            noisy = latents.new_empty(self.num_channels, latents.shape[0]).uniform_(-0.5, 0.5)
+            return self._interpolated_bits(noisy.add_(latents.t()))
+        if uniform.shape != latents.shape:
+            raise ValueError(f"uniform must have the latents' shape {tuple(latents.shape)}, got {tuple(uniform.shape)}")
+        noisy = torch.add(latents, uniform.detach()).sub_(0.5)  # [rows, D]
+        return self._interpolated_bits(noisy.t().contiguous())
 
     @torch.no_grad()
     def pmf(self, channel: int, lo: int, support: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -24,12 +25,11 @@ class _SoftRoundGumbel(torch.autograd.Function):
 
     Autograd over the plain expression keeps about a dozen ``[*]`` intermediates and replays
     them backwards; this keeps ``r`` and ``p_up`` only (measured on 413k x 3 latents, CPU:
-    forward plus backward 26 -> 14 ms). The forward draws the same ``rand`` as before, so the
-    values are unchanged.
+    forward plus backward 26 -> 14 ms).
     """
 
     @staticmethod
-    def forward(ctx, latents: Tensor, temperature: float) -> Tensor:
+    def forward(ctx, latents: Tensor, temperature: float, uniform: Tensor) -> Tensor:
         floor = torch.floor(latents)
         r = torch.sub(latents, floor).clamp_(_EPS, 1.0 - _EPS)
         scale = 0.5 / temperature
@@ -37,27 +37,29 @@ class _SoftRoundGumbel(torch.autograd.Function):
         # folded into a single log: scale * log(r (1 + r) / ((1 - r) (2 - r))).
         logit_difference = torch.log(torch.mul(r, r + 1.0).div_((1.0 - r).mul_(2.0 - r))).mul_(scale)
         # A two-way Gumbel-softmax is a sigmoid of the logit difference plus logistic noise.
-        p_up = logit_difference.add_(torch.logit(torch.rand_like(r), eps=_EPS)).sigmoid_()
+        p_up = logit_difference.add_(torch.logit(uniform, eps=_EPS)).sigmoid_()
         ctx.save_for_backward(r, p_up)
         ctx.scale = scale
         return floor.add_(p_up)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx, grad_output: Tensor) -> tuple[Tensor, None, None]:
         r, p_up = ctx.saved_tensors
         # d logit_difference / dr = scale * (1 / (r (1 - r)) + 3 / ((1 + r) (2 - r)))
         slope = (1.0 - r).mul_(r).reciprocal_()
         slope += (r + 1.0).mul_(2.0 - r).reciprocal_().mul_(3.0)
         slope *= (1.0 - p_up).mul_(p_up)  # sigmoid'
-        return slope.mul_(grad_output).mul_(ctx.scale), None
+        return slope.mul_(grad_output).mul_(ctx.scale), None, None
 
 
-def soft_round_gumbel(latents: Tensor, temperature: float) -> Tensor:
+def soft_round_gumbel(latents: Tensor, temperature: float, uniform: Optional[Tensor] = None) -> Tensor:
     """Annealed stochastic soft rounding.
 
     Args:
         latents: continuous latents, any shape ``[*]``.
         temperature: ``tau > 0``; small values give nearly hard rounding.
+        uniform: a U(0, 1) draw of ``latents``' shape from which the logistic noise is made
+            (``logit(uniform)``); None draws one here.
 
     Returns:
         ``floor(latents) + p_up`` with ``p_up`` in (0, 1) the relaxed choice of rounding up, same
@@ -65,7 +67,11 @@ def soft_round_gumbel(latents: Tensor, temperature: float) -> Tensor:
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    return _SoftRoundGumbel.apply(latents, float(temperature))
+    if uniform is None:
+        uniform = torch.rand_like(latents)
+    elif uniform.shape != latents.shape:
+        raise ValueError(f"uniform must have the latents' shape {tuple(latents.shape)}, got {tuple(uniform.shape)}")
+    return _SoftRoundGumbel.apply(latents, float(temperature), uniform.detach())
 
 
 def hard_round_ste(latents: Tensor) -> Tensor:

@@ -90,11 +90,22 @@ class TestFactorizedPrior:
         for exact_grad, interpolated_grad in zip(exact_grads[1:], interpolated_grads[1:]):
             torch.testing.assert_close(interpolated_grad, exact_grad, rtol=2e-2, atol=1e-2 * exact_grad.abs().max())
 
+    def test_training_rate_uses_the_given_uniform_draw(self):
+        torch.manual_seed(0)
+        prior = FactorizedPrior(2).train()
+        latents = torch.randn(500, 2) * 3
+        uniform = torch.rand(500, 2)
+        expected = prior._interpolated_bits((latents + uniform - 0.5).t().contiguous())
+        assert float(prior.rate_bits(latents, uniform)) == pytest.approx(float(expected), rel=1e-6)
+        assert float(prior.rate_bits(latents, uniform)) != pytest.approx(float(prior.rate_bits(latents)), rel=1e-6)
+        with pytest.raises(ValueError, match="uniform must have the latents' shape"):
+            prior.rate_bits(latents, uniform[:10])
+
     def test_eval_rate_is_the_exact_mass_of_rounded_latents(self):
         prior = FactorizedPrior(2).eval()
         latents = torch.randn(1000, 2) * 3
         expected = -torch.log2(prior.likelihood(torch.round(latents))).sum()
-        assert float(prior.rate_bits(latents)) == pytest.approx(float(expected), rel=1e-6)
+        assert float(prior.rate_bits(latents).detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
 
     def test_pmf_matches_likelihood(self):
         torch.manual_seed(0)

@@ -66,6 +66,19 @@ def test_soft_rounding_values_and_gradient_match_autograd_of_the_formula(tempera
     torch.testing.assert_close(fused_grad, reference_grad, rtol=1e-7, atol=1e-9)
 
 
+def test_soft_rounding_takes_its_noise_from_the_given_uniform_draw():
+    x = _off_boundary_latents(1000)
+    uniform = torch.rand(1000)
+    assert torch.equal(soft_round_gumbel(x, 0.5, uniform), soft_round_gumbel(x, 0.5, uniform))
+    low, high = (
+        soft_round_gumbel(x, 0.5, torch.full_like(x, 1e-3)),
+        soft_round_gumbel(x, 0.5, torch.full_like(x, 0.999)),
+    )
+    assert torch.all(low < high)  # more uniform, more rounding up
+    with pytest.raises(ValueError, match="uniform must have the latents' shape"):
+        soft_round_gumbel(x, 0.5, uniform[:10])
+
+
 def test_soft_rounding_rejects_non_positive_temperature():
     with pytest.raises(ValueError, match="temperature"):
         soft_round_gumbel(torch.zeros(3), 0.0)

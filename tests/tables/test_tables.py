@@ -82,6 +82,25 @@ def test_shacira_rate_gradient_reaches_latents_and_prior():
     assert table.decoder.weight.grad is None  # the rate does not depend on the decoder
 
 
+def test_shacira_rounding_and_rate_of_a_step_share_one_noise_draw(monkeypatch):
+    table = _shacira(schedule=RoundingSchedule(anneal_end_step=100)).train()
+    draws = []
+    real_rand_like = torch.rand_like
+    monkeypatch.setattr(torch, "rand_like", lambda x, **kw: draws.append(x.shape) or real_rand_like(x, **kw))
+    table.decode()
+    table.rate_bits()
+    assert len(draws) == 1  # one step: shared
+    table.decode()
+    table.decode()
+    assert len(draws) == 3  # each repeated use gets a fresh draw
+    table.rate_bits()
+    table.rate_bits()
+    assert len(draws) == 4
+    table.eval()
+    table.rate_bits()  # evaluation: exact bits, no noise
+    assert len(draws) == 4 and table._uniform is None
+
+
 def test_shacira_parameter_groups_partition_its_parameters():
     table = _shacira()
     groups = table.parameter_groups()
