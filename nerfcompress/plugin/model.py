@@ -149,6 +149,8 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
     """Latents start uniform in [-s, s]."""
     decoder_init_scale: float = 0.05
     """Decoder weights start uniform in [-s, s]."""
+    rate_row_stride: int = 1
+    """k: the training rate is an unbiased estimate from every k-th grid row (random offset), at 1/k of the cost."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -158,6 +160,8 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
             raise ValueError(f"rate_weight (lambda) must be >= 0, got {self.rate_weight}")
         if not self.latent_init_scale >= 0:
             raise ValueError(f"latent_init_scale must be >= 0, got {self.latent_init_scale}")
+        if not 1 <= self.rate_row_stride <= 64:
+            raise ValueError(f"rate_row_stride must be in [1, 64], got {self.rate_row_stride}")
         self.rounding_schedule()  # validates the temperature schedule
 
     def rounding_schedule(self) -> RoundingSchedule:
@@ -177,6 +181,7 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
             decoder_init_scale=self.decoder_init_scale,
             schedule=self.rounding_schedule(),
             level_rows=layout.level_rows,
+            rate_row_stride=self.rate_row_stride,
         )
 
     def rate_loss_weight(self) -> float:

@@ -36,6 +36,9 @@ class ShaciraTable(FeatureTable):
             default :class:`RoundingSchedule`).
         level_rows: rows of each level (``GridLayout.level_rows``), summing to ``num_rows``;
             the file codes each level's latents as its own stream. None: one level.
+        rate_row_stride: ``k >= 1``. In training, the rate is taken over every ``k``-th row from
+            a random offset and multiplied by ``k``: an unbiased estimate of the full rate at
+            ``1/k`` of its cost. 1: every row. Evaluation always counts every row.
     """
 
     def __init__(
@@ -48,13 +51,17 @@ class ShaciraTable(FeatureTable):
         prior_filters: Sequence[int] = (3, 3, 3),
         schedule: Optional[RoundingSchedule] = None,
         level_rows: Optional[Sequence[int]] = None,
+        rate_row_stride: int = 1,
     ) -> None:
         super().__init__(num_rows, num_features, level_rows)
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
         if latent_init_scale < 0:
             raise ValueError(f"latent_init_scale must be >= 0, got {latent_init_scale}")
+        if not 1 <= rate_row_stride <= num_rows:
+            raise ValueError(f"rate_row_stride must be in [1, num_rows={num_rows}], got {rate_row_stride}")
         self.latent_dim = int(latent_dim)
+        self.rate_row_stride = int(rate_row_stride)
         self.schedule = schedule if schedule is not None else RoundingSchedule()
         self.latents = nn.Parameter(  # [rows, D]
             torch.empty(num_rows, latent_dim).uniform_(-latent_init_scale, latent_init_scale)
@@ -119,10 +126,16 @@ class ShaciraTable(FeatureTable):
     def rate_bits(self) -> Tensor:
         """Bits of the latents under the prior (noisy in training, rounded in eval), scalar.
 
+        In training, an unbiased estimate from every ``rate_row_stride``-th row (random offset).
         The gradient reaches both the latents and the prior."""
         if not self.training:
             return self.prior.rate_bits(self.latents)
-        return self.prior.rate_bits(self.latents, self._training_uniform("rate"))
+        uniform = self._training_uniform("rate")
+        stride = self.rate_row_stride
+        if stride == 1:
+            return self.prior.rate_bits(self.latents, uniform)
+        start = int(torch.randint(stride, ()))  # every row is in the sample with probability 1/k
+        return stride * self.prior.rate_bits(self.latents[start::stride], uniform[start::stride])
 
     def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
         return {

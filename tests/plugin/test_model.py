@@ -109,6 +109,7 @@ def test_lpips_is_lazy_and_not_in_the_state_dict(shacira_model):
         (dict(anneal_start_step=1000, anneal_end_step=10), "anneal_end_step"),
         (dict(temperature_end=0.0), "temperature_end"),
         (dict(num_levels=0), "num_levels"),
+        (dict(rate_row_stride=0), "rate_row_stride"),
     ],
 )
 def test_nonsense_parameters_are_rejected_when_the_config_is_built(kwargs, name):

@@ -101,6 +101,22 @@ def test_shacira_rounding_and_rate_of_a_step_share_one_noise_draw(monkeypatch):
     assert len(draws) == 4 and table._uniform is None
 
 
+def test_shacira_strided_training_rate_is_an_unbiased_estimate_of_the_full_rate():
+    full, strided = _shacira(rows=300).train(), _shacira(rows=300, rate_row_stride=3).train()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        full_samples = torch.stack([full.rate_bits() for _ in range(1500)])
+        strided_samples = torch.stack([strided.rate_bits() for _ in range(1500)])
+    assert float(strided_samples.mean()) == pytest.approx(float(full_samples.mean()), rel=0.01)
+    assert float(strided_samples.std()) > 1.5 * float(full_samples.std())  # sampling rows adds variance
+    strided.rate_bits().backward()
+    rows_with_gradient = (strided.latents.grad.abs().sum(dim=1) > 0).sum()
+    assert int(rows_with_gradient) == 100  # one row in three this step
+    assert float(strided.eval().rate_bits()) == pytest.approx(float(full.eval().rate_bits()))  # eval: every row
+    with pytest.raises(ValueError, match="rate_row_stride"):
+        ShaciraTable(10, 2, rate_row_stride=0)
+
+
 def test_shacira_parameter_groups_partition_its_parameters():
     table = _shacira()
     groups = table.parameter_groups()
