@@ -310,6 +310,16 @@ class GridNerfactoModel(NerfactoModel):
                 func=self.log_estimated_size,
             )
         )
+        trainer = training_callback_attributes.trainer
+        if trainer is not None:  # also log the size the finished model exports at
+            last_step = getattr(trainer, "_start_step", 0) + trainer.config.max_num_iterations - 1
+            callbacks.append(
+                TrainingCallback(
+                    where_to_run=[TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                    iters=(last_step,),
+                    func=self.log_estimated_size,
+                )
+            )
         return callbacks
 
     def rate_bits(self) -> Tensor:

@@ -1,6 +1,9 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 from nerfstudio.data.scene_box import SceneBox
+from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 
 from nerfcompress.grid import coarse_to_fine_levels, interp_torch
 from nerfcompress.plugin.encoding import GridEncoding
@@ -82,6 +85,19 @@ def test_step_callback_sets_rounding_phase_of_every_table():
     assert all(float(t.temperature) == pytest.approx(expected) for t in model.tables())
     model.set_step(100)
     assert all(bool(t.hard_rounding) for t in model.tables())
+
+
+def test_size_is_logged_every_interval_and_at_the_last_step(shacira_model, monkeypatch):
+    logged = []
+    monkeypatch.setattr(shacira_model, "log_estimated_size", lambda step: logged.append(step))
+    trainer = SimpleNamespace(config=SimpleNamespace(max_num_iterations=250), _start_step=30)
+    attributes = TrainingCallbackAttributes(optimizers=None, grad_scaler=None, pipeline=None, trainer=trainer)
+    callbacks = shacira_model.get_training_callbacks(attributes)
+    for step in range(30, 280):
+        for callback in callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+    interval = shacira_model.config.size_log_interval
+    assert logged == [s for s in range(30, 280) if s % interval == 0] + [279]
 
 
 def test_estimated_size_counts_grids_and_fp16_networks(shacira_model):
