@@ -229,10 +229,9 @@ class FactorizedPrior(nn.Module):
         self._check(latents)
         if not self.training:
             return self._integer_bits(torch.round(latents))
-        if uniform is None:  # drawn channel-major, added in place: stays channel-major
-            noisy = latents.new_empty(self.num_channels, latents.shape[0]).uniform_(-0.5, 0.5)
-            return self._interpolated_bits(noisy.add_(latents.t()))
-        if uniform.shape != latents.shape:
+        if uniform is None:
+            uniform = torch.rand_like(latents)
+        elif uniform.shape != latents.shape:
             raise ValueError(f"uniform must have the latents' shape {tuple(latents.shape)}, got {tuple(uniform.shape)}")
         noisy = torch.add(latents, uniform.detach()).sub_(0.5)  # [rows, D]
         return self._interpolated_bits(noisy.t().contiguous())
