@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from nerfstudio.configs.method_configs import all_methods
-from nerfstudio.scripts.train import train_loop
+from ns_training import train_in_process
 from PIL import Image
 
 from nerfcompress.cli.export import Export
@@ -45,7 +45,7 @@ def _exported_tiny_model(scene: Path, tmp_path: Path) -> Path:
     config.timestamp = "test"
     config.logging.local_writer.enable = False
     config.save_config()
-    train_loop(local_rank=0, world_size=0, config=config)
+    train_in_process(config)
     output = tmp_path / "scene.ncmp"
     Export(load_config=config.get_base_dir() / "config.yml", output=output).main()
     return output

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
-from nerfstudio.scripts.train import train_loop
 from nerfstudio.utils.eval_utils import eval_setup
-from test_train_e2e import _reduced
+from ns_training import reduced_config, train_in_process
 
 from nerfcompress.bitstream.container import read_container_index
 from nerfcompress.cli.export import Export
@@ -40,13 +41,14 @@ def _stored_codes(table) -> torch.Tensor:
 @pytest.fixture(scope="module", params=["shacira-nerfacto", "vqad-nerfacto"])
 def exported(tiny_scene, tmp_path_factory, request):
     tmp_path = tmp_path_factory.mktemp("export")
-    config = _reduced(request.param, tiny_scene, tmp_path)
+    config = reduced_config(request.param, tiny_scene, tmp_path)
     config.save_config()
-    train_loop(local_rank=0, world_size=0, config=config)
+    train_in_process(config)
     config_path = config.get_base_dir() / "config.yml"
     output = tmp_path / "scene.ncmp"
     Export(load_config=config_path, output=output).main()
-    return config_path, output
+    yield config_path, output
+    shutil.rmtree(tmp_path, ignore_errors=True)  # a default-sized VQAD checkpoint is 1.3 GB
 
 
 def test_decoded_model_renders_like_the_trained_one(exported, tmp_path):

@@ -3,7 +3,6 @@ every method we register, checkpoint loading as ns-eval / ns-viewer do it, and r
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -11,36 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from nerfstudio.configs.method_configs import all_methods
-from nerfstudio.engine.trainer import TrainerConfig
-from nerfstudio.scripts.train import train_loop
 from nerfstudio.utils.eval_utils import eval_setup
-
-from nerfcompress.plugin.dataparser import AutoDataParserConfig
+from ns_training import close_event_writers, reduced_config, train_in_process
 
 pytestmark = pytest.mark.slow
 
 OUR_METHODS = sorted(
     ep.name for ep in entry_points(group="nerfstudio.method_configs") if ep.value.startswith("nerfcompress.")
 )
-
-
-def _reduced(method: str, scene: Path, output_dir: Path, iterations: int = 2) -> TrainerConfig:
-    """nerfstudio's set_reduced_config, on CPU with our tiny scene."""
-    config = copy.deepcopy(all_methods[method])
-    config.machine.device_type = "cpu"
-    config.mixed_precision = False
-    config.max_num_iterations = iterations
-    config.steps_per_save = iterations
-    config.pipeline.datamanager.dataparser = AutoDataParserConfig(data=scene)
-    config.pipeline.datamanager.train_num_images_to_sample_from = 1
-    config.pipeline.datamanager.train_num_rays_per_batch = 4
-    config.vis = "tensorboard"
-    config.output_dir = output_dir
-    config.timestamp = "test"
-    config.viewer.quit_on_train_completion = True
-    config.logging.local_writer.enable = False
-    return config
 
 
 def test_all_methods_are_registered_with_descriptions():
@@ -67,16 +44,16 @@ def test_ns_train_help_lists_our_methods():
 
 @pytest.mark.parametrize("method", OUR_METHODS)
 def test_two_training_iterations(method, tiny_scene, tmp_path):
-    config = _reduced(method, tiny_scene, tmp_path)
-    train_loop(local_rank=0, world_size=0, config=config)
+    config = reduced_config(method, tiny_scene, tmp_path)
+    train_in_process(config)
     checkpoints = list(tmp_path.glob(f"*/{method}/test/nerfstudio_models/step-*.ckpt"))
     assert checkpoints, "training wrote no checkpoint"
 
 
 def test_checkpoint_loads_like_ns_eval_and_reports_estimated_size(tiny_scene, tmp_path):
-    config = _reduced("shacira-nerfacto", tiny_scene, tmp_path)
+    config = reduced_config("shacira-nerfacto", tiny_scene, tmp_path)
     config.save_config()  # as ns-train does before train_loop
-    train_loop(local_rank=0, world_size=0, config=config)
+    train_in_process(config)
     config_path = config.get_base_dir() / "config.yml"
     # eval_setup uses torch.load's default weights_only unpickler, as ns-eval/ns-viewer/ns-render do.
     _, pipeline, _, step = eval_setup(config_path, test_mode="test")
@@ -87,20 +64,21 @@ def test_checkpoint_loads_like_ns_eval_and_reports_estimated_size(tiny_scene, tm
 
 
 def test_resume_restores_the_rounding_phase_exactly(tiny_scene, tmp_path):
-    config = _reduced("shacira-nerfacto", tiny_scene, tmp_path, iterations=3)
+    config = reduced_config("shacira-nerfacto", tiny_scene, tmp_path, iterations=3)
     config.pipeline.model.anneal_start_step = 0
     config.pipeline.model.anneal_end_step = 4
-    train_loop(local_rank=0, world_size=0, config=config)
+    train_in_process(config)
     run_dir = next(tmp_path.glob("*/shacira-nerfacto/test"))
     saved = torch.load(next((run_dir / "nerfstudio_models").glob("step-*.ckpt")), map_location="cpu")
     saved_temperature = saved["pipeline"]["_model.field.mlp_base.0.table.temperature"]
 
-    resumed = _reduced("shacira-nerfacto", tiny_scene, tmp_path / "resumed", iterations=6)
+    resumed = reduced_config("shacira-nerfacto", tiny_scene, tmp_path / "resumed", iterations=6)
     resumed.pipeline.model.anneal_start_step = 0
     resumed.pipeline.model.anneal_end_step = 4
     resumed.load_dir = run_dir / "nerfstudio_models"
     trainer = resumed.setup(local_rank=0, world_size=1)
     trainer.setup()
+    close_event_writers()
     model = trainer.pipeline.model
     assert float(model.tables()[0].temperature) == pytest.approx(float(saved_temperature))
     schedule = resumed.pipeline.model.rounding_schedule()
@@ -110,6 +88,6 @@ def test_resume_restores_the_rounding_phase_exactly(tiny_scene, tmp_path):
 
 
 def test_missing_dataset_fails_before_training_with_a_clear_message(tmp_path):
-    config = _reduced("shacira-nerfacto", tmp_path / "no-such-scene", tmp_path)
+    config = reduced_config("shacira-nerfacto", tmp_path / "no-such-scene", tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        train_loop(local_rank=0, world_size=0, config=config)
+        train_in_process(config)
