@@ -50,9 +50,7 @@ class ChannelTables:
         if not (isinstance(self.lo, np.ndarray) and self.lo.dtype == np.int32 and self.lo.ndim == 1):
             raise ValueError(f"lo must be an int32 [D] array, found {_describe(self.lo)}")
         if len(self.freq) != len(self.lo) or len(self.lo) == 0:
-            raise ValueError(
-                f"expected one freq table per channel, found {len(self.freq)} for {len(self.lo)} channels"
-            )
+            raise ValueError(f"expected one freq table per channel, found {len(self.freq)} for {len(self.lo)} channels")
         for c, f in enumerate(self.freq):
             if not (isinstance(f, np.ndarray) and f.dtype == np.uint32 and f.ndim == 1 and f.size >= 2):
                 raise ValueError(f"freq[{c}] must be a uint32 [S] array with S >= 2, found {_describe(f)}")
@@ -238,14 +236,11 @@ def decode_latents(data: bytes, num_rows: int, tables: ChannelTables, max_rows: 
         raise ValueError(f"max_rows must be >= 0, found {max_rows}")
     if len(data) % 4:
         raise BitstreamError(
-            f"latent stream is {len(data)} bytes, not a whole number of 4-byte words; "
-            "the file is truncated or corrupt"
+            f"latent stream is {len(data)} bytes, not a whole number of 4-byte words; the file is truncated or corrupt"
         )
     num_words = len(data) // 4
     if not 0 <= num_rows <= max_rows:
-        raise BitstreamError(
-            f"latent stream claims {num_rows} rows, expected 0 .. {max_rows}; the file is corrupt"
-        )
+        raise BitstreamError(f"latent stream claims {num_rows} rows, expected 0 .. {max_rows}; the file is corrupt")
     if num_rows > _max_rows_for(num_words, tables):
         raise BitstreamError(
             f"latent stream claims {num_rows} rows but its {num_words} words can hold at most "
@@ -258,9 +253,7 @@ def decode_latents(data: bytes, num_rows: int, tables: ChannelTables, max_rows: 
             out[:, c] = decoder.decode(model, num_rows)
         exhausted = decoder.maybe_exhausted()
     except Exception as exc:  # constriction reports damage as AssertionError/KeyError/ValueError
-        raise BitstreamError(
-            f"latent stream is corrupt ({type(exc).__name__}: {exc}); re-export the file"
-        ) from exc
+        raise BitstreamError(f"latent stream is corrupt ({type(exc).__name__}: {exc}); re-export the file") from exc
     if not exhausted:
         raise BitstreamError("latent stream has data left after the last row; the file is corrupt")
     out += tables.lo

@@ -129,9 +129,7 @@ def grid_corner_indices(layout: GridLayout, x: Tensor) -> tuple[Tensor, Tensor]:
     return rows.view(*x.shape[:-1], *rows.shape[1:]), weights.view(*x.shape[:-1], *weights.shape[1:])
 
 
-def interp_torch(
-    layout: GridLayout, table: Tensor, x: Tensor, num_active_levels: int | None = None
-) -> Tensor:
+def interp_torch(layout: GridLayout, table: Tensor, x: Tensor, num_active_levels: int | None = None) -> Tensor:
     """Interpolates multi-level features from the decoded table, like tcnn's HashGrid.
 
     .. math:: y_{l} = \\sum_{c} w_{l,c}(x)\\, Z[\\mathrm{row}_{l,c}(x)]
@@ -156,8 +154,7 @@ def interp_torch(
     num_features = layout.features_per_level
     if tuple(table.shape) != (layout.num_rows, num_features):
         raise ValueError(
-            f"table must have shape [num_rows, F] = [{layout.num_rows}, {num_features}], "
-            f"found {list(table.shape)}"
+            f"table must have shape [num_rows, F] = [{layout.num_rows}, {num_features}], found {list(table.shape)}"
         )
     num_levels = layout.num_levels if num_active_levels is None else num_active_levels
     valid = isinstance(num_levels, int) and not isinstance(num_levels, bool)

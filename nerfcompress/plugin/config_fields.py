@@ -37,7 +37,6 @@ def _plain(value: Any) -> Any:
     return _NOT_PLAIN
 
 
-
 def config_to_json(config: Any) -> Dict[str, Any]:
     """The plain-JSON fields of a config dataclass, nested configs as nested dicts.
 

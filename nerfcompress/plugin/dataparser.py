@@ -61,9 +61,7 @@ def detect_format(data: Path) -> DatasetFormat:
         DatasetFormatError: ``data`` exists but holds neither format.
     """
     if not data.exists():
-        raise FileNotFoundError(
-            f"dataset path {data} does not exist; pass --data <scene dir> containing {_EXPECTED}"
-        )
+        raise FileNotFoundError(f"dataset path {data} does not exist; pass --data <scene dir> containing {_EXPECTED}")
     if data.is_file():
         if data.name in _BLENDER_SPLIT_FILES:
             raise DatasetFormatError(
@@ -80,8 +78,7 @@ def detect_format(data: Path) -> DatasetFormat:
     if (data / "transforms.json").is_file():
         return "nerfstudio"
     raise DatasetFormatError(
-        f"dataset path {data} holds no known dataset format: expected {_EXPECTED}, "
-        f"but {_describe_contents(data)}"
+        f"dataset path {data} holds no known dataset format: expected {_EXPECTED}, but {_describe_contents(data)}"
     )
 
 

@@ -42,9 +42,7 @@ def _optimizers(big: bool, grids_lr: float) -> Dict[str, dict]:
         "fields": {"optimizer": optimizer(lr=1e-2, eps=1e-15), "scheduler": decay},
         "grids": {
             "optimizer": optimizer(lr=grids_lr, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(
-                lr_final=grids_lr * 1e-2, max_steps=50000 if big else 200000
-            ),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=grids_lr * 1e-2, max_steps=50000 if big else 200000),
         },
         "entropy": {"optimizer": AdamOptimizerConfig(lr=1e-3, eps=1e-15), "scheduler": None},
         "camera_opt": {
