@@ -9,13 +9,17 @@ and times, in one process after nerfstudio is imported and the model built:
 * ``export``: model -> file bytes (networks fp16, every grid through the table codecs, header,
   container), what ``export_pipeline`` + ``write_container`` do minus the cameras;
 * ``import``: file bytes -> model state (container + CRCs, networks, every grid decoded into
-  a freshly built model's tables), what ``decode_pipeline`` does after building the model;
+  a freshly built model's tables), what ``decode_pipeline`` does after building the model
+  (built as an import builds it: VQAD keeps uint8 indices, not logits);
 * the range coder alone: symbols per second encoding and decoding the main grid's latents.
 
 The SHACIRA prior is left untrained (its pmf is whatever initialisation gives), so the file is
 larger than a trained model's would be; the coder's speed hardly depends on it.
 
 Building the model (nerfstudio ``setup``) is timed separately and not included in either.
+``state_dict_bytes`` gives what ``torch.save`` writes of the trained-form and of the imported
+model's state (the checkpoint ``ns-compress import`` writes; a training checkpoint also holds
+optimizer state).
 
     .venv/bin/python scripts/bench_export.py --method shacira-nerfacto --repeats 3
 """
@@ -23,6 +27,7 @@ Building the model (nerfstudio ``setup``) is timed separately and not included i
 from __future__ import annotations
 
 import copy
+import io
 import json
 import time
 from dataclasses import dataclass
@@ -40,14 +45,17 @@ from nerfcompress.bitstream.tensors import pack_tensors
 from nerfcompress.entropy.coder import build_tables, decode_latents, encode_latents
 from nerfcompress.plugin.config_fields import config_to_json
 from nerfcompress.plugin.export import APPEARANCE_KEY, grid_names, network_parameters
-from nerfcompress.plugin.import_model import load_networks
+from nerfcompress.plugin.import_model import load_networks, set_decoded_storage
 from nerfcompress.plugin.model import GridNerfactoModel
 from nerfcompress.tables import ShaciraTable, VqadTable
 
 
-def build_model(method: str, num_train_data: int, seed: int = 0) -> GridNerfactoModel:
+def build_model(method: str, num_train_data: int, seed: int = 0, decoded: bool = False) -> GridNerfactoModel:
+    """The method's default model; ``decoded``: built as an import builds it (no training state)."""
     torch.manual_seed(seed)  # the untrained prior, MLPs and codebooks
     config = copy.deepcopy(all_methods[method].pipeline.model)
+    if decoded:
+        set_decoded_storage(config)
     box = SceneBox(aabb=torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
     model = config.setup(scene_box=box, num_train_data=num_train_data, metadata={})
     return model.eval()
@@ -90,6 +98,13 @@ def import_bytes(data: bytes, model: GridNerfactoModel) -> None:
     decode_tables(header.get("grids"), sections, model.tables())
 
 
+def _saved_bytes(model: GridNerfactoModel) -> int:
+    """Bytes of ``torch.save(model.state_dict())``: a checkpoint's pipeline part, optimizers aside."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell()
+
+
 @dataclass
 class BenchExport:
     """Times export and import of a full-size untrained model."""
@@ -113,7 +128,7 @@ class BenchExport:
         model = build_model(self.method, self.num_train_data, self.seed)
         build_seconds = time.perf_counter() - begin
         fill_tables(model, self.laplace_scale, self.seed)
-        target = build_model(self.method, self.num_train_data, self.seed + 1)
+        target = build_model(self.method, self.num_train_data, self.seed + 1, decoded=True)
         export_s: List[float] = []
         import_s: List[float] = []
         for _ in range(self.repeats):
@@ -138,6 +153,7 @@ class BenchExport:
             "export_seconds": {"min": min(export_s), "all": export_s},
             "import_seconds": {"min": min(import_s), "all": import_s},
             "export_plus_import_seconds_min": min(export_s) + min(import_s),
+            "state_dict_bytes": {"trained_model": _saved_bytes(model), "imported_model": _saved_bytes(target)},
         }
         main = model.tables()[0]
         if isinstance(main, ShaciraTable):

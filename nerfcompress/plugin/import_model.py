@@ -1,7 +1,8 @@
 """``.ncmp`` file -> a run directory that ``ns-viewer``, ``ns-render`` and ``eval_setup`` load.
 
 The model config is rebuilt from the method's registered ``TrainerConfig`` plus the plain
-fields stored in the header (never from YAML or pickle in the file). The pipeline is built in
+fields stored in the header (never from YAML or pickle in the file); VQAD tables then keep
+uint8 indices instead of training logits (:func:`set_decoded_storage`). The pipeline is built in
 inference mode on :class:`StoredCamerasDataParserConfig` (the stored cameras, no images), the
 decoded networks and grids are loaded into it, and the directory gets::
 
@@ -29,6 +30,7 @@ import torch
 import yaml
 from nerfstudio.configs.method_configs import all_methods
 from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.pipelines.base_pipeline import Pipeline
 
 from nerfcompress.bitstream.container import read_container, read_container_prefix
@@ -38,7 +40,7 @@ from nerfcompress.bitstream.tensors import unpack_tensors
 from nerfcompress.errors import BitstreamError
 from nerfcompress.plugin.config_fields import apply_config_json
 from nerfcompress.plugin.export import APPEARANCE_KEY, exportable_methods, is_exportable, network_parameters
-from nerfcompress.plugin.model import GridNerfactoModel, grid_layout
+from nerfcompress.plugin.model import GridNerfactoModel, VqadNerfactoModelConfig, grid_layout
 from nerfcompress.plugin.stored_cameras import StoredCamerasDataParserConfig, write_stored_cameras
 
 
@@ -47,6 +49,13 @@ def _field(header: Mapping[str, Any], key: str, kind: type) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise BitstreamError(f"header field '{key}' is {value!r:.80}, expected a {kind.__name__}; the file is corrupt")
     return value
+
+
+def set_decoded_storage(model_config: ModelConfig) -> None:
+    """Makes ``model_config`` hold what a file stores rather than training state: VQAD tables
+    keep their uint8 indices (``fixed_indices``), not ``2**bits`` fp32 logits per row."""
+    if isinstance(model_config, VqadNerfactoModelConfig):
+        model_config.fixed_indices = True
 
 
 def rebuild_config(header: Mapping[str, Any], output_dir: Path) -> TrainerConfig:
@@ -71,6 +80,7 @@ def rebuild_config(header: Mapping[str, Any], output_dir: Path) -> TrainerConfig
         )
     config: TrainerConfig = copy.deepcopy(all_methods[method])
     apply_config_json(config.pipeline.model, header.get("model"), "model")
+    set_decoded_storage(config.pipeline.model)
     try:
         config.pipeline.model.__post_init__()  # re-validate the settings the file changed
     except ValueError as exc:

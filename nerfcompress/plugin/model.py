@@ -198,6 +198,8 @@ class VqadNerfactoModelConfig(GridNerfactoModelConfig):
     """Codebook entries start normal with this standard deviation (the reference's feature_std)."""
     logit_init_scale: float = 0.01
     """Soft-index logits start normal with this standard deviation (the reference's feature_std)."""
+    fixed_indices: bool = False
+    """Keep only the uint8 indices, not the logits (2**bits x smaller, indices frozen); ns-compress import sets it."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -207,6 +209,8 @@ class VqadNerfactoModelConfig(GridNerfactoModelConfig):
             raise ValueError(f"codebook_init_scale must be >= 0, got {self.codebook_init_scale}")
         if not self.logit_init_scale >= 0:
             raise ValueError(f"logit_init_scale must be >= 0, got {self.logit_init_scale}")
+        if not isinstance(self.fixed_indices, bool):
+            raise ValueError(f"fixed_indices must be a bool, got {self.fixed_indices!r}")
 
     def build_table(self, layout: GridLayout) -> FeatureTable:
         return VqadTable(
@@ -215,6 +219,7 @@ class VqadNerfactoModelConfig(GridNerfactoModelConfig):
             bits=self.bits,
             codebook_init_scale=self.codebook_init_scale,
             logit_init_scale=self.logit_init_scale,
+            fixed_indices=self.fixed_indices,
         )
 
 

@@ -17,7 +17,9 @@ so the soft lookup's value is never computed.
 
 The file stores fp16 codebooks and, per level, the indices either bit-packed at ``b`` bits per
 row or range-coded with the level's own frequency tables, whichever is smaller
-(:mod:`nerfcompress.entropy.indices`); the logits are training state only.
+(:mod:`nerfcompress.entropy.indices`); the logits are training state only. A table built with
+``fixed_indices=True`` (what an imported file needs) keeps the hard indices as a ``uint8``
+buffer instead: ``K`` times less memory than the fp32 logits, and the indices no longer train.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class VqadTable(FeatureTable):
             (the reference's ``feature_std``, 0.01 in its NeRF config).
         logit_init_scale: logits start normal with this standard deviation (the reference uses
             ``feature_std`` for both).
+        fixed_indices: keep only the hard indices, ``uint8 [rows]`` (all 0 until
+            :meth:`assign_codes`), instead of trainable logits; the codebooks still train.
 
     Raises:
         ValueError: ``bits`` outside 1..8, an empty ``level_rows`` or a level with no rows, or a
@@ -94,6 +98,7 @@ class VqadTable(FeatureTable):
         bits: int = 4,
         codebook_init_scale: float = 0.01,
         logit_init_scale: float = 0.01,
+        fixed_indices: bool = False,
     ) -> None:
         if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
             raise ValueError(f"bits must be an int in 1..{MAX_BITS} (codebook size 2..256), got {bits!r}")
@@ -103,13 +108,19 @@ class VqadTable(FeatureTable):
             raise ValueError(f"codebook_init_scale must be >= 0, got {codebook_init_scale}")
         if not logit_init_scale >= 0:
             raise ValueError(f"logit_init_scale must be >= 0, got {logit_init_scale}")
+        if not isinstance(fixed_indices, bool):
+            raise ValueError(f"fixed_indices must be a bool, got {fixed_indices!r}")
         super().__init__(sum(int(rows) for rows in level_rows), num_features, level_rows)
         self.bits = bits
         self.codebook_size = 2**bits
+        self.fixed_indices = fixed_indices
         num_levels = len(self.level_rows)
-        self.logits = nn.Parameter(  # [rows, K]
-            torch.randn(self.num_rows, self.codebook_size) * logit_init_scale
-        )
+        if fixed_indices:
+            self.register_buffer("indices", torch.zeros(self.num_rows, dtype=torch.uint8))  # uint8 [rows]
+        else:
+            self.logits = nn.Parameter(  # [rows, K]
+                torch.randn(self.num_rows, self.codebook_size) * logit_init_scale
+            )
         self.codebooks = nn.Parameter(  # [L, K, F]
             torch.randn(num_levels, self.codebook_size, num_features) * codebook_init_scale
         )
@@ -117,7 +128,10 @@ class VqadTable(FeatureTable):
         self.register_buffer("level_of_row", level_of_row, persistent=False)  # int64 [rows]
 
     def integer_indices(self) -> Tensor:
-        """The indices the file stores, ``uint8 [rows]`` in ``[0, K)``: argmax of the logits."""
+        """The indices the file stores, ``uint8 [rows]`` in ``[0, K)``: argmax of the logits (or
+        the fixed indices)."""
+        if self.fixed_indices:
+            return self.indices.clone()
         return self.logits.detach().argmax(dim=-1).to(torch.uint8)
 
     def hard_lookup(self, indices: Tensor) -> Tensor:
@@ -126,7 +140,10 @@ class VqadTable(FeatureTable):
         return self.codebooks.flatten(0, 1).index_select(0, flat_indices)
 
     def decode(self) -> Tensor:
-        """``[rows, F]``: the hard lookup; in training with the straight-through gradient."""
+        """``[rows, F]``: the hard lookup; in training with the straight-through gradient (with
+        fixed indices, the codebooks' gradient only)."""
+        if self.fixed_indices:
+            return self.hard_lookup(self.indices)
         if not self.training:
             return self.hard_lookup(self.logits.detach().argmax(dim=-1))
         return _StraightThroughLookup.apply(self.logits, self.codebooks, self.level_of_row, self.level_rows)
@@ -134,7 +151,8 @@ class VqadTable(FeatureTable):
     @torch.no_grad()
     def assign_codes(self, indices: Tensor, codebooks: Tensor) -> None:
         """Makes the table decode to ``codebooks[level(r), indices[r]]`` (e.g. after import or
-        post-hoc k-means): the codebooks are copied and the logits become one-hot.
+        post-hoc k-means): the codebooks are copied and the logits become one-hot (or the fixed
+        indices are set).
 
         Args:
             indices: integer ``[rows]`` in ``[0, K)``.
@@ -156,11 +174,14 @@ class VqadTable(FeatureTable):
                 f"indices must lie in [0, {self.codebook_size}), got [{int(indices.min())}, {int(indices.max())}]"
             )
         self.codebooks.copy_(codebooks)
-        self.logits.zero_().scatter_(1, indices.to(self.logits.device).view(-1, 1), 1.0)
+        if self.fixed_indices:
+            self.indices.copy_(indices.to(torch.uint8))
+        else:
+            self.logits.zero_().scatter_(1, indices.to(self.logits.device).view(-1, 1), 1.0)
         self.clear_cache()
 
     def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
-        return {"grids": [self.logits, self.codebooks]}
+        return {"grids": [self.codebooks] if self.fixed_indices else [self.logits, self.codebooks]}
 
     def fixed_width_bits(self) -> float:
         """Bits of the paper's storage: fixed-width ``b``-bit indices plus fp16 codebooks."""

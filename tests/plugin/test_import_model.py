@@ -76,3 +76,31 @@ def test_truncated_files_short_prefixes_and_impossible_level_counts_raise(small_
     for max_levels in (0, 6):
         with pytest.raises(ValueError, match=r"max_levels must be in 1\.\.5"):
             decode_pipeline(data, tmp_path, max_levels=max_levels)
+
+
+def test_an_imported_vqad_run_keeps_uint8_indices_and_decodes_the_exported_tables(tiny_scene, tmp_path):
+    """(tests/plugin/test_export_e2e.py renders a trained VQAD model both ways.)"""
+    from conftest import _small_untrained_pipeline
+    from nerfstudio.utils.eval_utils import eval_setup
+
+    from nerfcompress.bitstream.container import write_container
+    from nerfcompress.plugin.export import export_pipeline
+
+    config, exported = _small_untrained_pipeline("vqad-nerfacto", tiny_scene)
+    generator = torch.Generator().manual_seed(0)
+    for table in exported.model.tables():
+        indices = torch.randint(0, table.codebook_size, (table.num_rows,), generator=generator)
+        table.assign_codes(indices, torch.randn(table.codebooks.shape, generator=generator).half().float())
+    data = write_container(*export_pipeline(config, exported, 5))
+    config_path = import_file(data, tmp_path / "decoded")
+    assert yaml.load(config_path.read_text(), Loader=yaml.Loader).pipeline.model.fixed_indices is True
+    checkpoint = torch.load(next((tmp_path / "decoded" / "nerfstudio_models").glob("step-*.ckpt")))
+    assert not any(key.endswith(".logits") for key in checkpoint["pipeline"])
+    stored = [value for key, value in checkpoint["pipeline"].items() if key.endswith(".table.indices")]
+    assert all(value.dtype == torch.uint8 for value in stored)
+    assert len({value.data_ptr() for value in stored}) == 3  # main grid + 2 proposal grids (listed twice)
+    _, imported, _, _ = eval_setup(config_path, test_mode="inference")
+    for ours, theirs in zip(exported.model.tables(), imported.model.tables()):
+        assert torch.equal(ours.integer_indices(), theirs.integer_indices())
+        with torch.no_grad():
+            assert torch.equal(ours.eval()(), theirs.eval()())  # the codebooks were fp16 values already

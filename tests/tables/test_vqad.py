@@ -162,6 +162,37 @@ def test_parameter_groups_put_logits_and_codebooks_in_grids():
     assert table.parameter_groups() == {"grids": [table.logits, table.codebooks]}
 
 
+def _fixed_and_trainable_with_the_same_codes(bits: int = 3):
+    """A fixed-index table and a logits table after the same :meth:`assign_codes`."""
+    indices = torch.randint(0, 2**bits, (sum(LEVEL_ROWS),), generator=torch.Generator().manual_seed(1))
+    codebooks = torch.randn(len(LEVEL_ROWS), 2**bits, 2)
+    fixed, trainable = _vqad(bits=bits, fixed_indices=True), _vqad(bits=bits)
+    fixed.assign_codes(indices, codebooks)
+    trainable.assign_codes(indices, codebooks)
+    return fixed, trainable, indices
+
+
+def test_fixed_indices_decode_like_the_logits_they_replace_and_store_one_byte_per_row():
+    fixed, trainable, indices = _fixed_and_trainable_with_the_same_codes()
+    assert torch.equal(fixed.integer_indices(), trainable.integer_indices())
+    for mode in (True, False):
+        assert torch.equal(fixed.train(mode)(), trainable.train(mode)().detach())
+    state = fixed.state_dict()
+    assert "logits" not in state and state["indices"].dtype == torch.uint8
+    assert torch.equal(state["indices"].long(), indices)
+    reloaded = _vqad(bits=3, fixed_indices=True)
+    reloaded.load_state_dict(state)
+    assert torch.equal(reloaded.eval()(), fixed.eval()())
+
+
+def test_fixed_indices_train_the_codebooks_only():
+    fixed, _, _ = _fixed_and_trainable_with_the_same_codes()
+    assert fixed.parameter_groups() == {"grids": [fixed.codebooks]}
+    assert [name for name, _ in fixed.named_parameters()] == ["codebooks"]
+    fixed.train()().pow(2).sum().backward()
+    assert fixed.codebooks.grad is not None and fixed.codebooks.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -173,6 +204,7 @@ def test_parameter_groups_put_logits_and_codebooks_in_grids():
         (dict(num_features=0), "num_features"),
         (dict(codebook_init_scale=-1.0), "codebook_init_scale"),
         (dict(logit_init_scale=-1.0), "logit_init_scale"),
+        (dict(fixed_indices="yes"), "fixed_indices must be a bool"),
     ],
 )
 def test_nonsense_arguments_are_rejected_with_the_parameter_named(kwargs, message):
