@@ -6,19 +6,16 @@ a skip would hide that the viewer was never checked.
 
 from __future__ import annotations
 
-import copy
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from nerfstudio.configs.method_configs import all_methods
-from ns_training import train_in_process
+from ns_training import reduced_config, train_in_process
 from PIL import Image
 
 from nerfcompress.cli.export import Export
-from nerfcompress.plugin.dataparser import AutoDataParserConfig
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "viewer_screenshot.py"
 
@@ -29,21 +26,10 @@ def _exported_tiny_model(scene: Path, tmp_path: Path) -> Path:
     Small grids and few samples per ray: the viewer's full-resolution render on 2 CPU cores is
     what this test spends its time on, and the default nerfacto sampling made it take minutes.
     """
-    config = copy.deepcopy(all_methods["shacira-nerfacto"])
+    config = reduced_config("shacira-nerfacto", scene, tmp_path / "outputs")
     model = config.pipeline.model
     model.num_levels, model.log2_hashmap_size, model.proposal_log2_hashmap_size = 8, 12, 10
     model.num_proposal_samples_per_ray, model.num_nerf_samples_per_ray = (16, 8), 8
-    config.machine.device_type = "cpu"
-    config.mixed_precision = False
-    config.max_num_iterations = 2
-    config.steps_per_save = 2
-    config.pipeline.datamanager.dataparser = AutoDataParserConfig(data=scene)
-    config.pipeline.datamanager.train_num_images_to_sample_from = 1
-    config.pipeline.datamanager.train_num_rays_per_batch = 4
-    config.vis = "tensorboard"
-    config.output_dir = tmp_path / "outputs"
-    config.timestamp = "test"
-    config.logging.local_writer.enable = False
     config.save_config()
     train_in_process(config)
     output = tmp_path / "scene.ncmp"
