@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple, Type
 
 import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.field_components.mlp import MLP
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.utils import writer
@@ -261,17 +262,49 @@ class GridNerfactoModel(NerfactoModel):
     def tables(self) -> List[FeatureTable]:
         return [encoding.table for encoding in self.grid_encodings()]
 
-    def get_param_groups(self) -> Dict[str, List[nn.Parameter]]:
+    def get_param_groups(self) -> Dict[str, list]:
+        """nerfacto's groups without the grids, plus each table's groups.
+
+        An optimizer group in which some table scales its learning rate
+        (:meth:`FeatureTable.learning_rate_scales`) holds one torch parameter group per table,
+        ``{"params": [...], "table": index in tables()}``, so that each table's rate can be set
+        on its own; the other groups are flat parameter lists, as nerfstudio expects.
+        """
         groups = super().get_param_groups()
-        table_groups: Dict[str, List[nn.Parameter]] = {}
-        for table in self.tables():
+        scaled = self.learning_rate_scaled_groups()
+        table_groups: Dict[str, list] = {}
+        table_param_ids = set()
+        for index, table in enumerate(self.tables()):
             for name, params in table.parameter_groups().items():
-                table_groups.setdefault(name, []).extend(params)
-        table_param_ids = {id(p) for params in table_groups.values() for p in params}
+                table_param_ids |= {id(p) for p in params}
+                entry = [{"params": params, "table": index}] if name in scaled else params
+                table_groups.setdefault(name, []).extend(entry)
         for name in ("proposal_networks", "fields"):
             groups[name] = [p for p in groups[name] if id(p) not in table_param_ids]
         groups.update(table_groups)
         return groups
+
+    def learning_rate_scaled_groups(self) -> List[str]:
+        """Optimizer groups in which at least one table scales its learning rate."""
+        return sorted({name for table in self.tables() for name in table.learning_rate_scales()})
+
+    def apply_learning_rate_scales(self, optimizers: Optimizers, step: int) -> None:
+        """Sets each table's learning rate in the scaled groups to the scheduled rate times the
+        table's current multiplier (a training callback, before every step).
+
+        The scheduled rate is the group's scheduler's last rate (nerfstudio's schedulers compute
+        it from the initial rate, so the multiplier never compounds) or, without a scheduler, the
+        configured rate."""
+        for name in self.learning_rate_scaled_groups():
+            optimizer = optimizers.optimizers[name]
+            scheduler = optimizers.schedulers.get(name)
+            if scheduler is not None:
+                scheduled = scheduler.get_last_lr()
+            else:
+                scheduled = [optimizers.config[name]["optimizer"].lr] * len(optimizer.param_groups)
+            tables = self.tables()
+            for group, rate in zip(optimizer.param_groups, scheduled, strict=True):
+                group["lr"] = rate * tables[group["table"]].learning_rate_scales().get(name, 1.0)
 
     def set_step(self, step: int) -> None:
         """Applies the schedules at ``step``: every table's (SHACIRA's temperature) and the
@@ -315,6 +348,19 @@ class GridNerfactoModel(NerfactoModel):
                 func=self.log_estimated_size,
             )
         )
+        optimizers = training_callback_attributes.optimizers
+        if optimizers is not None and self.learning_rate_scaled_groups():
+            for name in self.learning_rate_scaled_groups():  # gradient clipping expects a flat list
+                groups = optimizers.optimizers[name].param_groups
+                optimizers.parameters[name] = [p for group in groups for p in group["params"]]
+            callbacks.append(
+                TrainingCallback(
+                    where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION],
+                    update_every_num_iters=1,
+                    func=self.apply_learning_rate_scales,
+                    args=[optimizers],
+                )
+            )
         trainer = training_callback_attributes.trainer
         if trainer is not None:  # also log the size the finished model exports at
             last_step = getattr(trainer, "_start_step", 0) + trainer.config.max_num_iterations - 1

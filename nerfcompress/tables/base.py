@@ -92,9 +92,16 @@ class FeatureTable(nn.Module):
         return {}
 
     def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
-        """Parameters by optimizer group: ``"grids"`` (rows, latents, decoders, codebooks) and
-        ``"entropy"`` (learned probability models). Groups without parameters are omitted."""
+        """Parameters by optimizer group: ``"grids"`` (rows, decoders, codebooks), ``"latents"``
+        (SHACIRA's integer latents) and ``"entropy"`` (learned probability models). Groups without
+        parameters are omitted."""
         return {"grids": list(self.parameters())}
+
+    def learning_rate_scales(self) -> Dict[str, float]:
+        """Multipliers of the configured learning rate, by optimizer group, for this table's
+        parameters at the current step. The model gives each table its own torch parameter group
+        in these optimizer groups and applies the multipliers before every training step."""
+        return {}
 
     def size_estimate_bits(self) -> float:
         """Estimated bits to store the rows as they would be exported (not differentiable)."""

@@ -1,9 +1,11 @@
+import copy
 from types import SimpleNamespace
 
 import pytest
 import torch
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+from nerfstudio.engine.optimizers import Optimizers
 
 from nerfcompress.grid import coarse_to_fine_levels, interp_torch
 from nerfcompress.plugin.encoding import GridEncoding
@@ -55,16 +57,84 @@ def test_no_nerfstudio_hash_table_is_left_in_the_model(shacira_model):
     assert not any(isinstance(m, HashEncoding) for m in shacira_model.modules())
 
 
+def _group_params(entries) -> list:
+    """Parameters of one optimizer group: a flat list, or torch parameter-group dicts."""
+    return [p for entry in entries for p in (entry["params"] if isinstance(entry, dict) else [entry])]
+
+
 def test_param_groups_partition_parameters_with_tables_in_their_own_groups(shacira_model):
     groups = shacira_model.get_param_groups()
-    ids = [id(p) for params in groups.values() for p in params]
+    ids = [id(p) for entries in groups.values() for p in _group_params(entries)]
     assert len(ids) == len(set(ids)), "a parameter is in two optimizer groups"
     trainable = {id(p) for name, p in shacira_model.named_parameters() if name != "device_indicator_param"}
     assert set(ids) == trainable
-    latents = {id(t.latents) for t in shacira_model.tables()}
-    assert latents <= {id(p) for p in groups["grids"]}
-    priors = {id(p) for t in shacira_model.tables() for p in t.prior.parameters()}
+    tables = shacira_model.tables()
+    assert groups["latents"] == [{"params": [t.latents], "table": i} for i, t in enumerate(tables)]
+    decoders = {id(p) for t in tables for p in t.decoder.parameters()}
+    assert decoders <= {id(p) for p in groups["grids"]}
+    priors = {id(p) for t in tables for p in t.prior.parameters()}
     assert priors == {id(p) for p in groups["entropy"]}
+
+
+def _optimizers(model: GridNerfactoModel, method: str) -> Optimizers:
+    from nerfcompress.plugin import methods
+
+    config = copy.deepcopy(getattr(methods, method).config.optimizers)  # tests may change it
+    return Optimizers(config, model.get_param_groups())
+
+
+def test_each_tables_latents_learn_at_the_scheduled_rate_over_its_decoder_norm():
+    model = _model(ShaciraNerfactoModelConfig(**SMALL))
+    tables = model.tables()
+    with torch.no_grad():
+        for i, table in enumerate(tables):
+            table.decoder.weight.fill_(0.1 * (i + 1))  # [2, 2]: norm 0.2 (i + 1)
+    optimizers = _optimizers(model, "shacira_nerfacto")
+    attributes = TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=None, trainer=None)
+    callbacks = model.get_training_callbacks(attributes)
+    latent_groups = optimizers.optimizers["latents"].param_groups
+    for step in range(3):  # the scheduler decays the rate; the scale must not compound
+        for callback in callbacks:
+            callback.run_callback_at_location(step, TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        scheduled = optimizers.schedulers["latents"].get_last_lr()
+        assert len(latent_groups) == len(tables) == len(scheduled)
+        for i, group in enumerate(latent_groups):
+            assert group["lr"] == pytest.approx(scheduled[i] / (0.2 * (i + 1)))
+        optimizers.scheduler_step_all(step)
+    assert optimizers.schedulers["latents"].get_last_lr()[0] < optimizers.config["latents"]["optimizer"].lr
+
+
+def test_gradient_clipping_works_on_the_per_table_latent_groups():
+    model = _model(ShaciraNerfactoModelConfig(**SMALL))
+    optimizers = _optimizers(model, "shacira_nerfacto")
+    optimizers.config["latents"]["optimizer"].max_norm = 1e-3
+    attributes = TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=None, trainer=None)
+    model.get_training_callbacks(attributes)
+    for table in model.tables():
+        table.latents.grad = torch.ones_like(table.latents)
+    optimizers.optimizer_step_all()  # clips optimizers.parameters["latents"], then steps
+    grads = torch.cat([t.latents.grad.flatten() for t in model.tables()])
+    assert float(grads.norm()) == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_latent_rates_without_a_scheduler_use_the_configured_rate():
+    model = _model(ShaciraNerfactoModelConfig(**SMALL))
+    optimizers = _optimizers(model, "shacira_nerfacto")
+    del optimizers.schedulers["latents"]
+    configured = optimizers.config["latents"]["optimizer"].lr
+    for step in range(2):
+        model.apply_learning_rate_scales(optimizers, step=step)
+    for group, table in zip(optimizers.optimizers["latents"].param_groups, model.tables()):
+        assert group["lr"] == pytest.approx(configured / table.decoder_norm())
+
+
+def test_tables_without_scaled_rates_keep_flat_parameter_groups():
+    plain = _model(PlainNerfactoModelConfig(**SMALL))
+    assert plain.learning_rate_scaled_groups() == []
+    groups = plain.get_param_groups()
+    assert "latents" not in groups
+    assert all(isinstance(p, torch.nn.Parameter) for entries in groups.values() for p in entries)
+    _optimizers(plain, "plain_nerfacto")  # nerfstudio builds its optimizers from them
 
 
 def test_rate_loss_reaches_latents_of_every_grid(shacira_model):

@@ -123,6 +123,19 @@ def test_shacira_parameter_groups_partition_its_parameters():
     ids = [id(p) for params in groups.values() for p in params]
     assert sorted(ids) == sorted(id(p) for p in table.parameters())
     assert {id(p) for p in groups["entropy"]} == {id(p) for p in table.prior.parameters()}
+    assert groups["latents"] == [table.latents]
+
+
+def test_shacira_latents_learn_at_the_rate_divided_by_the_decoder_norm():
+    table = _shacira()
+    with torch.no_grad():
+        table.decoder.weight.copy_(torch.tensor([[0.3, 0.0], [0.0, 0.4]]))  # Frobenius norm 0.5
+    assert table.decoder_norm() == pytest.approx(0.5)
+    assert table.learning_rate_scales() == {"latents": pytest.approx(2.0)}
+    assert table.training_state()["shacira_decoder_norm"] == pytest.approx(0.5)
+    with torch.no_grad():
+        table.decoder.weight.zero_()
+    assert all(np.isfinite(v) for v in table.learning_rate_scales().values())
 
 
 def test_shacira_size_estimate_is_the_coded_latents_tables_and_fp16_decoder():
