@@ -107,7 +107,7 @@ def _model_args(big: bool) -> dict:
 # SHACIRA's shared decoders learn ten times slower than nerfacto's grids. At 1e-2 the decoder
 # norm (the spacing of the latents' lattice in feature space) grew from 0.06 to 0.6 within 100
 # demo steps and to 1.0 by the end, and 93 % of the main grid's latents stayed at 0; at 1e-3 it
-# settled near 0.19 and the test PSNR rose 0.5 dB (seed 45, BENCHMARKS.md "Fifth session").
+# settled near 0.19 (seed 45; BENCHMARKS.md, "Five seeds (fifth session)").
 _SHACIRA_DECODER_LR = 1e-3
 shacira_nerfacto = MethodSpecification(
     config=_trainer("shacira-nerfacto", ShaciraNerfactoModelConfig(**_model_args(False)), False, _SHACIRA_DECODER_LR),
