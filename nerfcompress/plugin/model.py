@@ -295,16 +295,16 @@ class GridNerfactoModel(NerfactoModel):
         The scheduled rate is the group's scheduler's last rate (nerfstudio's schedulers compute
         it from the initial rate, so the multiplier never compounds) or, without a scheduler, the
         configured rate."""
-        for name in self.learning_rate_scaled_groups():
+        scales = [table.learning_rate_scales() for table in self.tables()]  # one norm per table
+        for name in sorted({name for table_scales in scales for name in table_scales}):
             optimizer = optimizers.optimizers[name]
             scheduler = optimizers.schedulers.get(name)
             if scheduler is not None:
                 scheduled = scheduler.get_last_lr()
             else:
                 scheduled = [optimizers.config[name]["optimizer"].lr] * len(optimizer.param_groups)
-            tables = self.tables()
             for group, rate in zip(optimizer.param_groups, scheduled, strict=True):
-                group["lr"] = rate * tables[group["table"]].learning_rate_scales().get(name, 1.0)
+                group["lr"] = rate * scales[group["table"]].get(name, 1.0)
 
     def set_step(self, step: int) -> None:
         """Applies the schedules at ``step``: every table's (SHACIRA's temperature) and the
