@@ -349,8 +349,9 @@ class GridNerfactoModel(NerfactoModel):
             )
         )
         optimizers = training_callback_attributes.optimizers
-        if optimizers is not None and self.learning_rate_scaled_groups():
-            for name in self.learning_rate_scaled_groups():  # gradient clipping expects a flat list
+        scaled_groups = self.learning_rate_scaled_groups()
+        if optimizers is not None and scaled_groups:
+            for name in scaled_groups:  # gradient clipping expects a flat list
                 groups = optimizers.optimizers[name].param_groups
                 optimizers.parameters[name] = [p for group in groups for p in group["params"]]
             callbacks.append(

@@ -83,6 +83,10 @@ def _optimizers(model: GridNerfactoModel, method: str) -> Optimizers:
     return Optimizers(config, model.get_param_groups())
 
 
+def _attributes(optimizers: Optimizers) -> TrainingCallbackAttributes:
+    return TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=None, trainer=None)
+
+
 def test_each_tables_latents_learn_at_the_scheduled_rate_over_its_decoder_norm():
     model = _model(ShaciraNerfactoModelConfig(**SMALL))
     tables = model.tables()
@@ -90,8 +94,7 @@ def test_each_tables_latents_learn_at_the_scheduled_rate_over_its_decoder_norm()
         for i, table in enumerate(tables):
             table.decoder.weight.fill_(0.1 * (i + 1))  # [2, 2]: norm 0.2 (i + 1)
     optimizers = _optimizers(model, "shacira_nerfacto")
-    attributes = TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=None, trainer=None)
-    callbacks = model.get_training_callbacks(attributes)
+    callbacks = model.get_training_callbacks(_attributes(optimizers))
     latent_groups = optimizers.optimizers["latents"].param_groups
     for step in range(3):  # the scheduler decays the rate; the scale must not compound
         for callback in callbacks:
@@ -108,8 +111,7 @@ def test_gradient_clipping_works_on_the_per_table_latent_groups():
     model = _model(ShaciraNerfactoModelConfig(**SMALL))
     optimizers = _optimizers(model, "shacira_nerfacto")
     optimizers.config["latents"]["optimizer"].max_norm = 1e-3
-    attributes = TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=None, trainer=None)
-    model.get_training_callbacks(attributes)
+    model.get_training_callbacks(_attributes(optimizers))
     for table in model.tables():
         table.latents.grad = torch.ones_like(table.latents)
     optimizers.optimizer_step_all()  # clips optimizers.parameters["latents"], then steps
