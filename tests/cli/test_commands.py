@@ -220,3 +220,14 @@ def test_info_import_and_eval_read_a_uniform_file(posthoc_files, tiny_scene, tmp
     Evaluate(file=path, data=tiny_scene, max_levels=3, output_path=output).main()
     metrics = json.loads(output.read_text())["metrics"]
     assert metrics["decoded_levels"] == 3 and metrics["file_size_bytes"] == path.stat().st_size
+
+
+def test_eval_renders_the_val_split_to_choose_settings_and_the_test_split_to_report(small_export, tiny_scene, tmp_path):
+    results = {}
+    for split in ("val", "test"):
+        output = tmp_path / f"{split}.json"
+        Evaluate(file=small_export, data=tiny_scene, split=split, output_path=output).main()
+        results[split] = json.loads(output.read_text())
+    assert results["val"]["split"] == "val" and results["test"]["split"] == "test"
+    # the tiny scene has one val view and two test views: different views, different scores
+    assert results["val"]["metrics"]["psnr"] != results["test"]["metrics"]["psnr"]
