@@ -1,23 +1,27 @@
-"""Rate-distortion sweep: train, export real files, evaluate them, tabulate and plot bytes against PSNR.
+"""Rate-distortion sweep: train, export real files, evaluate them on val and test, tabulate and plot.
 
 For one dataset (Blender or nerfstudio format; the embedded synthetic scene when ``--data`` is
-not given) this trains the uncompressed baseline, SHACIRA at several rate weights (lambda) and
-VQAD at several bit widths with ``ns-train``; writes every model as a real file with
-``ns-compress export``; adds the post-hoc baselines of the baseline run (fp32 and fp16 tables,
-uniform 8- and 6-bit quantisation plus entropy coding via ``ns-compress export --posthoc``, and
-k-means VQ via ``scripts/posthoc_kmeans.py``); evaluates every file with ``ns-compress eval``; and
-writes ``results.json``, ``results.csv`` and ``rd.png`` (PSNR against file size, log x).
+not given) this trains the uncompressed baseline (also at other grid learning rates, to tune it
+like the others), SHACIRA over latent dims D and rate weights lambda and VQAD over bit widths
+with ``ns-train``, once per ``--seeds``; writes every model as a real file with
+``ns-compress export``; adds the post-hoc baselines of each seed's baseline run (fp32 and fp16
+tables, uniform 8..2-bit quantisation plus entropy coding via ``ns-compress export --posthoc``,
+k-means VQ via ``scripts/posthoc_kmeans.py``); evaluates every file with ``ns-compress eval`` on
+the val split (to choose settings) and the test split (to report them); and writes
+``results.json`` (one row per run), ``summary.json`` (mean and spread over seeds per point),
+``results.csv``, ``rd.png`` (test PSNR against file bytes, log x) and ``headline.json``.
 
-    .venv/bin/python scripts/rd_sweep.py                       # reduced sweep, synthetic scene, CPU
-    .venv/bin/python scripts/rd_sweep.py --data DATA --full    # nerfacto-default sizes and steps (GPU)
+    .venv/bin/python scripts/rd_sweep.py                                  # reduced sweep, synthetic scene, CPU
+    .venv/bin/python scripts/rd_sweep.py --data DATA --seeds 42 43 44     # a real scene, three seeds
+    .venv/bin/python scripts/rd_sweep.py --data DATA --full               # nerfacto-default sizes and steps (GPU)
 
 The reduced sweep uses ``configs/demo.yaml``'s flags (the CPU budget); ``--full`` uses the
-methods' defaults (nerfacto's sizes, 30k steps) on CUDA; ``--latent-dims``, ``--lambdas``,
-``--bit-widths`` and ``--kmeans-bits`` change what is swept. Resumable: every finished point is saved
-under ``OUTPUT_DIR/points/`` and not recomputed; a point that fails is reported with the last
-lines of its log and the sweep goes on with the others. ``export`` and ``eval`` run the
-``ns-compress`` commands' own code in this process (one nerfstudio import instead of one per call);
-training runs ``ns-train`` in a subprocess, as a user would.
+methods' defaults (nerfacto's sizes, 30k steps) on CUDA. ``--set METHOD:FLAG=VALUE`` changes a
+flag of every run of one method (``all:`` for every method), which is how a candidate setting
+is screened. Resumable: every finished run is saved under ``OUTPUT_DIR/points/`` and not
+recomputed; a run that fails is reported with the last lines of its log and the sweep goes on.
+``export`` and ``eval`` run the ``ns-compress`` commands' own code in this process (one
+nerfstudio import instead of one per call); training runs ``ns-train`` in a subprocess.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Literal, Optional, Tuple
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
 
 import tyro
 import yaml
@@ -50,12 +54,15 @@ CONSOLE = Console()
 REPO = Path(__file__).resolve().parent.parent
 RATE_WEIGHT_FLAG = "--pipeline.model.rate-weight"
 LATENT_DIM_FLAG = "--pipeline.model.latent-dim"
+GRID_LR_FLAG = "--optimizers.grids.optimizer.lr"
 TRAIN_TIME_TAG = "Train Iter (time)"  # nerfstudio's EventName.ITER_TRAIN_TIME, seconds per step
+TRAIN_PSNR_TAG = "Train Metrics Dict/psnr"
+SPLITS = ("val", "test")
 
 
 @dataclass(frozen=True)
 class TrainedPoint:
-    """One ns-train run of the sweep."""
+    """One ns-train setting of the sweep (run once per seed)."""
 
     name: str
     method: str
@@ -65,7 +72,7 @@ class TrainedPoint:
 
 @dataclass(frozen=True)
 class PosthocPoint:
-    """A file made from the baseline run without retraining."""
+    """A file made from a seed's baseline run without retraining."""
 
     name: str
     setting: str
@@ -78,19 +85,29 @@ BASELINE = TrainedPoint("plain", "plain-nerfacto", "fp16 tables")
 
 @dataclass(frozen=True)
 class SweepGrid:
-    """What the sweep varies: SHACIRA latents per row and rate weights, VQAD bit widths, k-means bits."""
+    """What the sweep varies: SHACIRA latents per row and rate weights, VQAD bit widths, the
+    post-hoc uniform and k-means bit widths, and the baseline's other grid learning rates."""
 
     latent_dims: Tuple[int, ...]
     lambdas: Tuple[float, ...]
     bit_widths: Tuple[int, ...]
+    uniform_bits: Tuple[int, ...]
     kmeans_bits: Tuple[int, ...]
+    baseline_grid_lrs: Tuple[float, ...] = ()
 
 
-REDUCED = SweepGrid(latent_dims=(1,), lambdas=(1e-4, 1e-3, 1e-2), bit_widths=(2, 4, 6), kmeans_bits=(4,))
+REDUCED = SweepGrid(
+    latent_dims=(2,),
+    lambdas=(3e-3, 1e-2, 3e-2),
+    bit_widths=(2, 4),
+    uniform_bits=(8, 6, 4),
+    kmeans_bits=(4,),
+)
 FULL = SweepGrid(
     latent_dims=(1, 2),
     lambdas=(3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
     bit_widths=(2, 3, 4, 5, 6, 8),
+    uniform_bits=(8, 6, 5, 4, 3, 2),
     kmeans_bits=(2, 3, 4, 5, 6, 8),
 )
 
@@ -98,6 +115,10 @@ FULL = SweepGrid(
 def sweep_points(grid: SweepGrid) -> Tuple[List[TrainedPoint], List[PosthocPoint]]:
     """The sweep: the baseline first (the post-hoc points need it), then SHACIRA and VQAD."""
     trained = [BASELINE]
+    trained += [
+        TrainedPoint(f"plain-lr{lr:g}", "plain-nerfacto", f"grid lr={lr:g}", {GRID_LR_FLAG: lr})
+        for lr in grid.baseline_grid_lrs
+    ]
     trained += [
         TrainedPoint(
             f"shacira-D{dim}-lambda{lam:g}",
@@ -114,26 +135,59 @@ def sweep_points(grid: SweepGrid) -> Tuple[List[TrainedPoint], List[PosthocPoint
     ]
     posthoc = [
         PosthocPoint("plain-fp32", "fp32 tables", posthoc="fp32"),
-        PosthocPoint("plain-uniform8", "uniform 8-bit + entropy coding", posthoc="uniform8"),
-        PosthocPoint("plain-uniform6", "uniform 6-bit + entropy coding", posthoc="uniform6"),
-    ]
-    posthoc += [PosthocPoint(f"kmeans-b{bits}", f"k-means b={bits}", kmeans_bits=bits) for bits in grid.kmeans_bits]
+        *(PosthocPoint(f"plain-uniform{b}", f"uniform {b}-bit + entropy coding", posthoc=f"uniform{b}")
+          for b in grid.uniform_bits),
+        *(PosthocPoint(f"kmeans-b{bits}", f"k-means b={bits}", kmeans_bits=bits) for bits in grid.kmeans_bits),
+    ]  # fmt: skip
     return trained, posthoc
 
 
-def median_step_seconds(run_dir: Path) -> Optional[float]:
-    """Median of nerfstudio's logged per-step training time (tensorboard events), first 10% skipped."""
+def parse_overrides(overrides: Sequence[str]) -> Dict[str, Dict[str, str]]:
+    """``["shacira-nerfacto:--pipeline.model.x=1", "all:--y=2"]`` -> ``{method: {flag: value}}``.
+
+    Raises:
+        ValueError: an override is not ``METHOD:--FLAG=VALUE``.
+    """
+    out: Dict[str, Dict[str, str]] = {}
+    for override in overrides:
+        method, sep, assignment = override.partition(":")
+        flag, eq, value = assignment.partition("=")
+        if not sep or not eq or not method or not flag.startswith("--"):
+            raise ValueError(f"--set takes METHOD:--FLAG=VALUE (METHOD may be 'all'), found {override!r}")
+        out.setdefault(method, {})[flag] = value
+    return out
+
+
+def run_name(point_name: str, seed: int, seeds: Sequence[int]) -> str:
+    """A run's name: the point's, with ``-s<seed>`` when the sweep has several seeds."""
+    return point_name if len(seeds) == 1 else f"{point_name}-s{seed}"
+
+
+def tensorboard_scalars(run_dir: Path, tag: str) -> List[Tuple[int, float]]:
+    """``(step, value)`` of one logged scalar of a training run (its newest events file)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = sorted(run_dir.glob("events.out.tfevents.*"))
     if not events:
-        return None
+        return []
     accumulator = EventAccumulator(str(events[-1]), size_guidance={"scalars": 0})
     accumulator.Reload()
-    if TRAIN_TIME_TAG not in accumulator.Tags().get("scalars", []):
-        return None
-    values = [event.value for event in accumulator.Scalars(TRAIN_TIME_TAG)]
+    if tag not in accumulator.Tags().get("scalars", []):
+        return []
+    return [(event.step, event.value) for event in accumulator.Scalars(tag)]
+
+
+def median_step_seconds(run_dir: Path) -> Optional[float]:
+    """Median of nerfstudio's logged per-step training time, first 10% skipped."""
+    values = [value for _, value in tensorboard_scalars(run_dir, TRAIN_TIME_TAG)]
     return statistics.median(values[len(values) // 10 :]) if values else None
+
+
+def final_train_psnr(run_dir: Path, last_fraction: float = 0.125) -> Optional[float]:
+    """Mean training-batch PSNR over the last ``last_fraction`` of the logged steps."""
+    values = [value for _, value in tensorboard_scalars(run_dir, TRAIN_PSNR_TAG)]
+    tail = values[-max(1, int(len(values) * last_fraction)) :]
+    return statistics.fmean(tail) if values else None
 
 
 def device_description(device_type: str) -> str:
@@ -146,35 +200,43 @@ def device_description(device_type: str) -> str:
 
 
 class PointFailed(Exception):
-    """A point of the sweep failed; the message says where to look."""
+    """A run of the sweep failed; the message says where to look."""
 
 
 @dataclass
 class RdSweep:
-    """Train, export and evaluate a rate-distortion sweep; write results.json/.csv and rd.png."""
+    """Train, export and evaluate a rate-distortion sweep; write results, summary, plot and headline."""
 
     data: Optional[Path] = None
     """Dataset (Blender or nerfstudio format); default: configs/demo.yaml's synthetic scene in OUTPUT_DIR/scene."""
     output_dir: Path = REPO / "outputs" / "rd"
-    """Runs, files, per-point results, tables and the plot."""
+    """Runs, files, per-run results, tables and the plot."""
     full: bool = False
     """nerfacto-default sizes and step counts on CUDA (a GPU machine) instead of the CPU demo budget."""
     config: Path = REPO / "configs" / "demo.yaml"
     """Shared ns-train flags of the reduced sweep (and the synthetic scene's settings)."""
+    seeds: Tuple[int, ...] = (42,)
+    """ns-train --machine.seed of each run; every point runs once per seed (mean and spread in summary.json)."""
     max_num_iterations: Optional[int] = None
     """Override the training steps of every run (default: the config's, or 30000 with --full)."""
     latent_dims: Optional[Tuple[int, ...]] = None
-    """SHACIRA latents per row to sweep (default: 1; with --full 1 2)."""
+    """SHACIRA latents per row to sweep (default: 2; with --full 1 2)."""
     lambdas: Optional[Tuple[float, ...]] = None
-    """SHACIRA rate weights to sweep, for every latent dim (default: 1e-4 1e-3 1e-2; more with --full)."""
+    """SHACIRA rate weights to sweep, for every latent dim (default: 3e-3 1e-2 3e-2; more with --full)."""
     bit_widths: Optional[Tuple[int, ...]] = None
-    """VQAD index widths to sweep (default: 2 4 6; more with --full)."""
+    """VQAD index widths to sweep (default: 2 4; more with --full)."""
+    uniform_bits: Optional[Tuple[int, ...]] = None
+    """Post-hoc uniform quantisation widths (default: 8 6 4; with --full 8 6 5 4 3 2)."""
     kmeans_bits: Optional[Tuple[int, ...]] = None
     """Post-hoc k-means index widths (default: 4; with --full the VQAD widths)."""
+    baseline_grid_lrs: Tuple[float, ...] = ()
+    """Also train the baseline at these grid learning rates (points plain-lr<x>), to tune it on val."""
+    set: Tuple[str, ...] = ()
+    """Flag overrides METHOD:--FLAG=VALUE (METHOD a method name or all), applied to every run of that method."""
     device_type: Optional[Literal["cpu", "cuda"]] = None
     """Training device (default: cuda with --full, else cpu)."""
     only: Optional[Tuple[str, ...]] = None
-    """Run only these points (names as in results.json, e.g. plain shacira-D1-lambda0.001 vqad-b4)."""
+    """Run only these points (names as in summary.json, e.g. plain shacira-D2-lambda0.01 vqad-b4)."""
 
     def main(self) -> None:
         started = time.perf_counter()
@@ -183,6 +245,11 @@ class RdSweep:
         if not data.exists():
             CONSOLE.print(f"[bold red]rd_sweep:[/bold red] dataset {data} does not exist")
             sys.exit(2)
+        try:
+            overrides = parse_overrides(self.set)
+        except ValueError as error:
+            CONSOLE.print(f"[bold red]rd_sweep:[/bold red] {error}")
+            sys.exit(2)
         device_type = self.device_type or ("cuda" if self.full else "cpu")
         defaults = FULL if self.full else REDUCED
         trained, posthoc = sweep_points(
@@ -190,7 +257,9 @@ class RdSweep:
                 latent_dims=self.latent_dims or defaults.latent_dims,
                 lambdas=self.lambdas or defaults.lambdas,
                 bit_widths=self.bit_widths or defaults.bit_widths,
+                uniform_bits=self.uniform_bits or defaults.uniform_bits,
                 kmeans_bits=self.kmeans_bits or defaults.kmeans_bits,
+                baseline_grid_lrs=self.baseline_grid_lrs,
             )
         )
         if self.only is not None:
@@ -199,18 +268,22 @@ class RdSweep:
             if unknown:
                 CONSOLE.print(f"[bold red]rd_sweep:[/bold red] unknown points {unknown}; known: {sorted(known)}")
                 sys.exit(2)
+            trained = [p for p in trained if p.name in self.only]
+            posthoc = [p for p in posthoc if p.name in self.only]
         points_dir = self.output_dir / "points"
         points_dir.mkdir(parents=True, exist_ok=True)
         shared_flags = self._shared_flags(settings, device_type)
         device = device_description(device_type)
 
         tasks: List[Tuple[str, Callable[[], Dict[str, Any]]]] = []
-        for point in trained:
-            tasks.append((point.name, lambda p=point: self._trained_point(p, data, shared_flags, settings, device)))
-        for point in posthoc:
-            tasks.append((point.name, lambda p=point: self._posthoc_point(p, data, device)))
-        if self.only is not None:
-            tasks = [(name, run) for name, run in tasks if name in self.only]
+        for seed in self.seeds:  # seed-major: a first full curve before the other seeds
+            for point in trained:
+                flags = {**shared_flags, **self._method_flags(point, settings, overrides), **point.flags}
+                tasks.append((run_name(point.name, seed, self.seeds),
+                              lambda p=point, f=flags, s=seed: self._trained_run(p, s, data, f, device)))  # fmt: skip
+            for point in posthoc:
+                name = run_name(point.name, seed, self.seeds)
+                tasks.append((name, lambda p=point, s=seed: self._posthoc_run(p, s, data, device)))
 
         failures: Dict[str, str] = {}
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -228,26 +301,26 @@ class RdSweep:
                 except PointFailed as error:
                     failures[name] = str(error)
                     progress.console.print(f"[bold red]{name} failed:[/bold red] {error}")
-                except Exception:  # one broken point must not lose the others
+                except Exception:  # one broken run must not lose the others
                     failures[name] = traceback.format_exc(limit=3).strip().splitlines()[-1]
                     progress.console.print(f"[bold red]{name} failed:[/bold red] {failures[name]}")
                 else:
                     result_path.write_text(json.dumps(result, indent=2))
                     progress.console.print(
-                        f"{name}: {result['file_bytes']:,} bytes, PSNR {result['psnr']:.2f} dB "
-                        f"(total {time.perf_counter() - started:.0f} s)"
+                        f"{name}: {result['file_bytes']:,} bytes, PSNR val {result['val']['psnr']:.2f} / "
+                        f"test {result['psnr']:.2f} dB (total {time.perf_counter() - started:.0f} s)"
                     )
                 progress.advance(bar)
 
         results = [json.loads(path.read_text()) for path in sorted(points_dir.glob("*.json"))]
         self._write_outputs(results, time.perf_counter() - started)
         if failures:
-            CONSOLE.print(f"[bold red]{len(failures)} point(s) failed[/bold red] (rerun to retry only them):")
+            CONSOLE.print(f"[bold red]{len(failures)} run(s) failed[/bold red] (rerun to retry only them):")
             for name, error in failures.items():
                 CONSOLE.print(f"  {name}: {error}")
             sys.exit(1)
 
-    # ----------------------------------------------------------------------------------- points
+    # ------------------------------------------------------------------------------------- runs
 
     def _synthetic_scene(self, scene_settings: Dict[str, Any]) -> Path:
         scene = self.output_dir / "scene"
@@ -271,59 +344,65 @@ class RdSweep:
         flags["--steps-per-save"] = iterations  # one checkpoint, at the end
         return flags
 
-    def _run_dir(self, point: TrainedPoint) -> Path:
-        return self.output_dir / "runs" / "rd" / point.method / point.name
+    def _method_flags(
+        self, point: TrainedPoint, settings: Dict[str, Any], overrides: Dict[str, Dict[str, str]]
+    ) -> Dict[str, object]:
+        """The config's flags for the point's method (none with --full), then the overrides."""
+        flags: Dict[str, object] = {} if self.full else dict(settings.get("method_flags", {}).get(point.method, {}))
+        flags.update(overrides.get("all", {}))
+        flags.update(overrides.get(point.method, {}))
+        return flags
 
-    def _trained_point(
-        self,
-        point: TrainedPoint,
-        data: Path,
-        shared_flags: Dict[str, object],
-        settings: Dict[str, Any],
-        device: str,
+    def _run_dir(self, name: str, method: str) -> Path:
+        return self.output_dir / "runs" / "rd" / method / name
+
+    def _trained_run(
+        self, point: TrainedPoint, seed: int, data: Path, flags: Dict[str, object], device: str
     ) -> Dict[str, Any]:
-        run_dir = self._run_dir(point)
-        config_path = run_dir / "config.yml"
-        method_flags = {} if self.full else dict(settings.get("method_flags", {}).get(point.method, {}))
-        flags = {**shared_flags, **method_flags, **point.flags}
+        name = run_name(point.name, seed, self.seeds)
+        run_dir = self._run_dir(name, point.method)
         train_seconds = None
         if not list((run_dir / "nerfstudio_models").glob("step-*.ckpt")):
             command = [
                 str(Path(sys.executable).parent / "ns-train"),
                 point.method,
                 *flags_to_args(flags),
+                "--machine.seed", str(seed),
                 "--output-dir", str(self.output_dir / "runs"),
                 "--experiment-name", "rd",
-                "--timestamp", point.name,
+                "--timestamp", name,
                 "--data", str(data),
             ]  # fmt: skip
-            train_seconds = self._run(command, self.output_dir / "logs" / f"{point.name}-train.log")
-        file = self.output_dir / "files" / f"{point.name}.ncmp"
-        export_seconds = self._export(config_path, file, posthoc=None)
-        result = self._evaluate(file, data, point.name)
+            train_seconds = self._run(command, self.output_dir / "logs" / f"{name}-train.log")
+        file = self.output_dir / "files" / f"{name}.ncmp"
+        export_seconds = self._export(run_dir / "config.yml", file, posthoc=None)
         return {
-            "name": point.name,
+            "name": name,
+            "point": point.name,
+            "seed": seed,
             "method": point.method,
             "setting": point.setting,
             "kind": "trained",
-            **result,
+            **self._evaluate(file, data, name),
             "train_seconds": train_seconds,
             "step_seconds": median_step_seconds(run_dir),
+            "train_psnr_final": final_train_psnr(run_dir),
             "iterations": int(flags.get("--max-num-iterations", 30000)),
             "export_seconds": export_seconds,
             "device": device,
             "train_flags": {key: str(value) for key, value in flags.items()},
         }
 
-    def _posthoc_point(self, point: PosthocPoint, data: Path, device: str) -> Dict[str, Any]:
-        baseline_config = self._run_dir(BASELINE) / "config.yml"
+    def _posthoc_run(self, point: PosthocPoint, seed: int, data: Path, device: str) -> Dict[str, Any]:
+        name = run_name(point.name, seed, self.seeds)
+        baseline_config = self._run_dir(run_name(BASELINE.name, seed, self.seeds), BASELINE.method) / "config.yml"
         if not baseline_config.exists():
             raise PointFailed(f"needs the baseline run ({baseline_config} is missing: the 'plain' point failed?)")
-        file = self.output_dir / "files" / f"{point.name}.ncmp"
+        file = self.output_dir / "files" / f"{name}.ncmp"
         if point.kmeans_bits is not None:
             from posthoc_kmeans import PosthocKmeans
 
-            kmeans_dir = self.output_dir / "runs" / "kmeans" / point.name
+            kmeans_dir = self.output_dir / "runs" / "kmeans" / name
             if not (kmeans_dir / "config.yml").exists():
                 PosthocKmeans(load_config=baseline_config, output_dir=kmeans_dir, bits=point.kmeans_bits).main()
             export_seconds = self._export(kmeans_dir / "config.yml", file, posthoc=None)
@@ -331,15 +410,17 @@ class RdSweep:
         else:
             export_seconds = self._export(baseline_config, file, posthoc=point.posthoc)
             method = "plain-nerfacto (post-hoc)"
-        result = self._evaluate(file, data, point.name)
         return {
-            "name": point.name,
+            "name": name,
+            "point": point.name,
+            "seed": seed,
             "method": method,
             "setting": point.setting,
             "kind": "posthoc",
-            **result,
+            **self._evaluate(file, data, name),
             "train_seconds": None,
             "step_seconds": None,
+            "train_psnr_final": None,
             "iterations": None,
             "export_seconds": export_seconds,
             "device": device,
@@ -369,20 +450,22 @@ class RdSweep:
         return time.perf_counter() - start
 
     def _evaluate(self, file: Path, data: Path, name: str) -> Dict[str, Any]:
-        """``ns-compress eval`` in this process: PSNR, SSIM, LPIPS (when available) and the file's bytes."""
+        """``ns-compress eval`` in this process on val and test: the file's bytes and, per split,
+        PSNR, SSIM and LPIPS (when available); ``psnr``/``ssim`` at top level are test's."""
         from nerfcompress.cli.evaluate import Evaluate
 
-        output = self.output_dir / "evals" / f"{name}.json"
-        output.parent.mkdir(parents=True, exist_ok=True)
-        self._command(lambda: Evaluate(file=file, data=data, output_path=output).main(), "ns-compress eval")
-        metrics = json.loads(output.read_text())["metrics"]
-        return {
-            "file": str(file),
-            "file_bytes": file.stat().st_size,
-            "psnr": metrics["psnr"],
-            "ssim": metrics["ssim"],
-            "lpips": metrics.get("lpips"),
-        }
+        out: Dict[str, Any] = {"file": str(file), "file_bytes": file.stat().st_size}
+        for split in SPLITS:
+            output = self.output_dir / "evals" / f"{name}-{split}.json"
+            output.parent.mkdir(parents=True, exist_ok=True)
+            self._command(
+                lambda s=split, o=output: Evaluate(file=file, data=data, output_path=o, split=s).main(),
+                "ns-compress eval",
+            )
+            metrics = json.loads(output.read_text())["metrics"]
+            out[split] = {key: metrics.get(key) for key in ("psnr", "ssim", "lpips")}
+        out["psnr"], out["ssim"], out["lpips"] = (out["test"][k] for k in ("psnr", "ssim", "lpips"))
+        return out
 
     @staticmethod
     def _command(run: Callable[[], None], name: str) -> None:
@@ -398,85 +481,185 @@ class RdSweep:
         if not results:
             return
         (self.output_dir / "results.json").write_text(json.dumps(results, indent=2))
-        columns = ["name", "method", "setting", "kind", "file_bytes", "psnr", "ssim", "lpips", "train_seconds",
-                   "step_seconds", "iterations", "export_seconds", "device"]  # fmt: skip
+        summary = summarize(results)
+        (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        columns = ["name", "point", "seed", "method", "setting", "kind", "file_bytes", "psnr", "ssim", "lpips",
+                   "train_psnr_final", "train_seconds", "step_seconds", "iterations", "export_seconds",
+                   "device"]  # fmt: skip
         with (self.output_dir / "results.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=[*columns, "psnr_val"], extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(results)
-        plot_rate_distortion(results, self.output_dir / "rd.png")
-        headline = headline_ratios(results)
+            writer.writerows({**row, "psnr_val": row.get("val", {}).get("psnr")} for row in results)
+        plot_rate_distortion(summary, self.output_dir / "rd.png", self.data.name if self.data else "synthetic scene")
+        headline = headline_ratios(summary)
+        headline["dominance"] = dominance_over_posthoc(summary)
         (self.output_dir / "headline.json").write_text(json.dumps(headline, indent=2))
 
-        table = Table(title=f"rate-distortion sweep ({seconds / 60:.1f} min this time)")
-        for column in ("point", "setting", "file bytes", "PSNR", "SSIM", "step (s)"):
+        table = Table(title=f"rate-distortion sweep ({seconds / 60:.1f} min this time; mean ± std over seeds)")
+        for column in ("point", "setting", "runs", "file bytes", "PSNR val", "PSNR test", "SSIM test", "step (s)"):
             table.add_column(column, justify="left" if column in ("point", "setting") else "right")
-        for row in sorted(results, key=lambda r: (r["method"], r["file_bytes"])):
+        for row in sorted(summary, key=lambda r: (r["method"], r["file_bytes"])):
             step = "" if row["step_seconds"] is None else f"{row['step_seconds']:.3f}"
-            table.add_row(row["name"], row["setting"], f"{row['file_bytes']:,}", f"{row['psnr']:.2f}",
-                          f"{row['ssim']:.4f}", step)  # fmt: skip
+            table.add_row(row["point"], row["setting"], str(row["runs"]), f"{row['file_bytes']:,.0f}",
+                          f"{row['psnr_val']:.2f} ± {row['psnr_val_std']:.2f}",
+                          f"{row['psnr']:.2f} ± {row['psnr_std']:.2f}", f"{row['ssim']:.4f}", step)  # fmt: skip
         CONSOLE.print(table)
         for method, entry in headline.items():
-            CONSOLE.print(f"{method}: {entry['note']}")
-        CONSOLE.print(f"Wrote {self.output_dir / 'results.json'}, results.csv, rd.png and headline.json")
+            if method != "dominance":
+                CONSOLE.print(f"{method}: {entry['note']}")
+        for method, entry in headline["dominance"].items():
+            CONSOLE.print(f"{method} against post-hoc: {entry['note']}")
+        CONSOLE.print(f"Wrote {self.output_dir / 'results.json'}, summary.json, results.csv, rd.png and headline.json")
 
 
-def headline_ratios(results: List[Dict[str, Any]], tolerance_db: float = 0.5) -> Dict[str, Dict[str, Any]]:
-    """Per method: the smallest file within ``tolerance_db`` of the fp16 baseline's PSNR, and the
-    baseline's bytes over that file's bytes (the compression ratio at near-baseline quality)."""
-    baseline = next((r for r in results if r["name"] == BASELINE.name), None)
+def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(results: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One row per point: mean and standard deviation over its runs (seeds) of bytes and metrics."""
+    by_point: Dict[str, List[Dict[str, Any]]] = {}
+    for row in results:
+        by_point.setdefault(row.get("point", row["name"]), []).append(row)
+    summary = []
+    for point, rows in by_point.items():
+        first = rows[0]
+        entry: Dict[str, Any] = {
+            "point": point,
+            "method": first["method"],
+            "setting": first["setting"],
+            "kind": first["kind"],
+            "runs": len(rows),
+            "seeds": sorted(r.get("seed") for r in rows if r.get("seed") is not None),
+            "train_flags": first.get("train_flags", {}),
+            "device": first.get("device"),
+        }
+        entry["file_bytes"], entry["file_bytes_std"] = _mean_std([r["file_bytes"] for r in rows])
+        entry["psnr"], entry["psnr_std"] = _mean_std([r["psnr"] for r in rows])
+        entry["ssim"], _ = _mean_std([r["ssim"] for r in rows])
+        val = [r["val"]["psnr"] for r in rows if r.get("val")]
+        entry["psnr_val"], entry["psnr_val_std"] = _mean_std(val) if val else (float("nan"), 0.0)
+        steps = [r["step_seconds"] for r in rows if r.get("step_seconds") is not None]
+        entry["step_seconds"] = statistics.fmean(steps) if steps else None
+        summary.append(entry)
+    return summary
+
+
+def headline_ratios(summary: List[Dict[str, Any]], tolerance_db: float = 0.5) -> Dict[str, Dict[str, Any]]:
+    """Per method: the smallest mean file whose mean test PSNR is within ``tolerance_db`` of the
+    baseline's, and the baseline's mean bytes over that file's (the ratio at near-baseline quality).
+    The baseline is the ``plain`` point (the method's defaults, tuned on val)."""
+    baseline = next((r for r in summary if r["point"] == BASELINE.name), None)
     if baseline is None:
         return {}
     out: Dict[str, Dict[str, Any]] = {}
-    for method in sorted({r["method"] for r in results} - {baseline["method"]}):
-        rows = [r for r in results if r["method"] == method]
+    for method in sorted({r["method"] for r in summary} - {baseline["method"]}):
+        rows = [r for r in summary if r["method"] == method]
         good = [r for r in rows if r["psnr"] >= baseline["psnr"] - tolerance_db]
         if not good:
             best = max(rows, key=lambda r: r["psnr"])
             note = (f"no point within {tolerance_db} dB of the baseline's {baseline['psnr']:.2f} dB "
-                    f"(best {best['psnr']:.2f} dB at {best['file_bytes']:,} bytes)")  # fmt: skip
+                    f"(best {best['psnr']:.2f} dB at {best['file_bytes']:,.0f} bytes)")  # fmt: skip
             out[method] = {"point": None, "ratio": None, "note": note}
             continue
         smallest = min(good, key=lambda r: r["file_bytes"])
         ratio = baseline["file_bytes"] / smallest["file_bytes"]
-        note = (f"{ratio:.1f}x smaller than the fp16 baseline ({baseline['file_bytes']:,} bytes, "
-                f"{baseline['psnr']:.2f} dB) at {smallest['name']}: {smallest['file_bytes']:,} bytes, "
+        note = (f"{ratio:.1f}x smaller than the fp16 baseline ({baseline['file_bytes']:,.0f} bytes, "
+                f"{baseline['psnr']:.2f} dB) at {smallest['point']}: {smallest['file_bytes']:,.0f} bytes, "
                 f"{smallest['psnr']:.2f} dB")  # fmt: skip
-        out[method] = {"point": smallest["name"], "ratio": ratio, "note": note}
+        out[method] = {"point": smallest["point"], "ratio": ratio, "note": note}
+    return out
+
+
+def pareto_front(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The points no other point beats on both bytes and test PSNR, by increasing bytes."""
+    front: List[Dict[str, Any]] = []
+    for row in sorted(rows, key=lambda r: (r["file_bytes"], -r["psnr"])):
+        if not front or row["psnr"] > front[-1]["psnr"]:
+            front.append(row)
+    return front
+
+
+def interpolate_log_bytes(front: List[Dict[str, Any]], size: float) -> Optional[float]:
+    """Test PSNR of a curve at ``size`` bytes, linear in log bytes; None outside its span."""
+    for left, right in zip(front, front[1:]):
+        if left["file_bytes"] <= size <= right["file_bytes"]:
+            t = math.log(size / left["file_bytes"]) / math.log(right["file_bytes"] / left["file_bytes"])
+            return left["psnr"] + t * (right["psnr"] - left["psnr"])
+    if front and math.isclose(size, front[0]["file_bytes"]):
+        return front[0]["psnr"]
+    return None
+
+
+POSTHOC_FAMILIES = {"uniform": "plain-nerfacto (post-hoc)", "k-means": "kmeans-vq"}
+
+
+def dominance_over_posthoc(summary: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """Whether each learned method's curve (the Pareto front of its mean points) lies above each
+    post-hoc family's at every size both span: the smallest margin in dB (learned minus post-hoc)
+    where the spans overlap, and the sizes it was checked at (the points of either curve)."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for method in ("shacira-nerfacto", "vqad-nerfacto"):
+        learned = pareto_front([r for r in summary if r["method"] == method])
+        if len(learned) < 1:
+            continue
+        margins: Dict[str, Optional[float]] = {}
+        for family, family_method in POSTHOC_FAMILIES.items():
+            rows = [r for r in summary if r["method"] == family_method and r["point"] != "plain-fp32"]
+            posthoc = pareto_front(rows)
+            checks = []
+            for row in posthoc:  # post-hoc points inside the learned curve's span
+                value = interpolate_log_bytes(learned, row["file_bytes"])
+                if value is not None:
+                    checks.append(value - row["psnr"])
+            for row in learned:  # learned points inside the post-hoc curve's span
+                value = interpolate_log_bytes(posthoc, row["file_bytes"])
+                if value is not None:
+                    checks.append(row["psnr"] - value)
+            margins[family] = min(checks) if checks else None
+        verdicts = [f"{family}: " + ("no overlapping sizes" if m is None else f"smallest margin {m:+.2f} dB")
+                    for family, m in margins.items()]  # fmt: skip
+        out[method] = {"margins_db": margins, "note": "; ".join(verdicts)}
     return out
 
 
 def plot_series(row: Dict[str, Any]) -> str:
     """The plot line a point belongs to: its method, and for SHACIRA its latent dim (one curve per D)."""
     latent_dim = row.get("train_flags", {}).get(LATENT_DIM_FLAG)
-    return row["method"] if latent_dim is None else f"{row['method']} D={latent_dim}"
+    if row["method"] == "shacira-nerfacto" and latent_dim is not None:
+        return f"{row['method']} D={latent_dim}"
+    if row["kind"] == "trained" and row["method"] == BASELINE.method:
+        return "plain-nerfacto (fp16)"
+    return row["method"]
 
 
-def plot_rate_distortion(results: List[Dict[str, Any]], path: Path) -> None:
-    """PSNR against file bytes (log x), one line per method, post-hoc baselines as markers."""
+def plot_rate_distortion(summary: List[Dict[str, Any]], path: Path, scene: str) -> None:
+    """Mean test PSNR against mean file bytes (log x), error bars one std over seeds, one line per series."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=120)
-    for series in sorted({plot_series(r) for r in results}):
-        rows = sorted((r for r in results if plot_series(r) == series), key=lambda r: r["file_bytes"])
-        style = "o-" if rows[0]["kind"] == "trained" else "s"
-        axes.plot([r["file_bytes"] for r in rows], [r["psnr"] for r in rows], style, label=series)
+    for series in sorted({plot_series(r) for r in summary}):
+        rows = sorted((r for r in summary if plot_series(r) == series), key=lambda r: r["file_bytes"])
+        style = "o-" if rows[0]["kind"] == "trained" and series != "plain-nerfacto (fp16)" else "s"
+        axes.errorbar([r["file_bytes"] for r in rows], [r["psnr"] for r in rows], yerr=[r["psnr_std"] for r in rows],
+                      fmt=style, capsize=2, label=series)  # fmt: skip
         for index, row in enumerate(rows):
-            label = row["name"].removeprefix("plain-") if row["kind"] == "posthoc" else row["setting"]
+            label = row["point"].removeprefix("plain-") if row["kind"] == "posthoc" else row["setting"]
             axes.annotate(label, (row["file_bytes"], row["psnr"]), textcoords="offset points",
                           xytext=(4, 4 if index % 2 == 0 else -11), fontsize=7)  # fmt: skip
     axes.set_xscale("log")
     axes.set_xlabel("file size (bytes, everything included)")
-    axes.set_ylabel("PSNR (dB, test views)")
-    devices = sorted({r["device"] for r in results})
-    axes.set_title(f"rate-distortion ({'; '.join(devices)})", fontsize=9)
+    axes.set_ylabel("PSNR (dB, test views, mean over seeds)")
+    runs = max(r["runs"] for r in summary)
+    devices = sorted({str(r["device"]) for r in summary})
+    axes.set_title(f"rate-distortion, {scene} ({runs} seed(s); {'; '.join(devices)})", fontsize=9)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
-    lo = min(r["file_bytes"] for r in results)
-    hi = max(r["file_bytes"] for r in results)
+    lo = min(r["file_bytes"] for r in summary)
+    hi = max(r["file_bytes"] for r in summary)
     axes.set_xlim(10 ** (math.log10(lo) - 0.1), 10 ** (math.log10(hi) + 0.1))
     figure.tight_layout()
     figure.savefig(path)
