@@ -61,7 +61,6 @@ def build_file() -> bytes:
         shacira.decoder.weight.copy_(torch.randn(2, 2, generator=generator))
         plain.rows.copy_(torch.randn(16, 2, generator=generator))
         uniform.rows.copy_(torch.from_numpy(rng.laplace(0, 0.05, (uniform.num_rows, 2)).astype(np.float32)))
-    shacira.prior.pmf = lambda channel, lo, support: np.exp(-np.abs(np.arange(lo, lo + support)) / 2.0)
     indices = np.concatenate(
         [
             rng.integers(0, 16, 8),  # packed

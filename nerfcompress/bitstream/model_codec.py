@@ -10,9 +10,11 @@ every level needs, named ``"<name>.<part>"``:
   (written only when asked, :func:`plain_codec`) hold float32 rows or uniformly quantized,
   entropy-coded symbols (:mod:`nerfcompress.bitstream.plain_codecs`).
 * ``shacira``: ``.cdf`` (integer coding tables shared by all levels: int32 ``lo [D]``, uint32
-  ``support [D]``, then every channel's uint32 counts back to back), ``.decoder`` (fp16 weight
-  ``[F, D]`` and bias ``[F]``), and level sections each holding the level's integer latents
-  as its own range-coded stream (channel 0 first) under those tables.
+  ``support [D]``, then every channel's uint32 counts back to back), ``.decoder`` (the
+  decoder's fp16 parameters by name: ``weight [F, D]`` and ``bias [F]`` for the shared decoder,
+  ``scale [L, F]`` and ``shift [L, F]`` for the per-level one), and level sections each
+  holding the level's integer latents as its own range-coded stream (channel 0 first) under
+  those tables.
 * ``vqad``: level sections holding the level's fp16 codebook ``[K, F]`` (``K * F * 2`` bytes),
   then its ``b``-bit indices in the coding the header entry records in ``"coding"`` (one of
   ``"packed"``/``"range"`` per level, whichever was smaller; formats in
@@ -22,7 +24,9 @@ every level needs, named ``"<name>.<part>"``:
 the per-grid parts first, then the level sections of all grids interleaved, coarse level first,
 so a prefix of the file decodes the coarse levels (``decode_tables(..., num_levels=k)``).
 
-The decoder reads only the stored integer tables; the learned prior is not stored. New table
+The decoder reads only the stored integer tables (SHACIRA's: the latents' own symbol
+frequencies, :meth:`~nerfcompress.tables.ShaciraTable.coding_tables`); the learned prior is
+not stored. New table
 kinds plug in with :func:`register_table_codec`. Each table type has a default codec; a
 PlainTable can also be written post hoc as fp32 or uniform symbols (:func:`plain_codec`).
 """
@@ -45,7 +49,7 @@ from nerfcompress.bitstream.plain_codecs import (
     encode_plain_uniform,
 )
 from nerfcompress.bitstream.tensors import pack_tensors, unpack_tensors
-from nerfcompress.entropy.coder import ChannelTables, build_tables, decode_latents, encode_latents
+from nerfcompress.entropy.coder import ChannelTables, decode_latents, encode_latents
 from nerfcompress.entropy.indices import decode_indices, encode_indices
 from nerfcompress.errors import BitstreamError
 from nerfcompress.tables import FeatureTable, PlainTable, ShaciraTable, VqadTable
@@ -148,8 +152,8 @@ def unpack_channel_tables(payload: bytes, num_channels: int) -> ChannelTables:
 
 def _encode_shacira(table: ShaciraTable, name: str) -> Tuple[Dict[str, Any], Sections]:
     latents = table.integer_latents().cpu().numpy()  # int32 [rows, D]
-    tables = build_tables(latents, table.prior.pmf)
-    spec, decoder = pack_tensors({"weight": table.decoder.weight, "bias": table.decoder.bias}, "<f2")
+    tables = table.coding_tables(latents)
+    spec, decoder = pack_tensors(dict(table.decoder.named_parameters()), "<f2")
     sections = [(f"{name}.cdf", pack_channel_tables(tables)), (f"{name}.decoder", decoder)]
     for level, level_latents in enumerate(np.split(latents, np.cumsum(table.level_rows)[:-1])):
         sections.append((level_section_name(name, level), encode_latents(level_latents, tables)))
@@ -202,14 +206,15 @@ def _decode_shacira(
     latents = np.zeros((table.num_rows, table.latent_dim), np.int32)  # levels not decoded stay zero
     decoded = decode_shacira_latents(meta, sections, max_rows=table.num_rows, num_levels=num_levels)
     latents[: len(decoded)] = decoded
-    shapes = {"weight": tuple(table.decoder.weight.shape), "bias": tuple(table.decoder.bias.shape)}
+    params = dict(table.decoder.named_parameters())
+    shapes = {key: tuple(param.shape) for key, param in params.items()}
     decoder = _load_tensors(
         meta.get("decoder"), required_section(sections, f"{name}.decoder"), shapes, f"'{name}.decoder'"
     )
     with torch.no_grad():
         table.latents.copy_(torch.from_numpy(latents).to(table.latents.dtype))
-        table.decoder.weight.copy_(decoder["weight"])
-        table.decoder.bias.copy_(decoder["bias"])
+        for key, param in params.items():
+            param.copy_(decoder[key])
     table.clear_cache()
 
 

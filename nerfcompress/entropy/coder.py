@@ -1,8 +1,10 @@
 """Platform-independent entropy coding of integer latents with integer tables.
 
-Follows the constriction recipe of STYLE.md section 3. The encoder evaluates the learned prior
-once (float64, CPU) and turns it into integer counts per channel (:func:`quantize_pmf`); the
-counts are stored in the file and are all the decoder ever sees, so encoder and decoder build
+Follows the constriction recipe of STYLE.md section 3. The encoder turns a probability mass
+function per channel into integer counts (:func:`quantize_pmf`): a learned prior evaluated once
+(float64, CPU), or the latents' own symbol frequencies (:func:`empirical_pmf`), which is what
+SHACIRA files store because it is the shortest static code for the latents written. The counts
+are stored in the file and are all the decoder ever sees, so encoder and decoder build
 bit-identical ``Categorical(freq.astype(float64), perfect=False)`` models on any machine.
 Channels are coded one after another (0 .. D-1) into one range-coder stream of little-endian
 ``uint32`` words.
@@ -115,6 +117,28 @@ def quantize_pmf(pmf: np.ndarray, total: int = 1 << 16) -> np.ndarray:
     counts = whole.astype(np.int64) + 1
     counts[np.argsort(whole - shares, kind="stable")[:leftover]] += 1
     return counts.astype(np.uint32)
+
+
+def empirical_pmf(latents: np.ndarray) -> Callable[[int, int, int], np.ndarray]:
+    """A ``pmf_fn`` for :func:`build_tables`: the frequency of each integer in each channel of ``latents``.
+
+    Coded under these frequencies the latents cost their empirical entropy (plus the counts'
+    quantisation), the least any static per-channel code can give them; a learned prior
+    evaluated at the integers costs more wherever it does not match them.
+
+    Args:
+        latents: int32 ``[rows, D]``.
+
+    Returns:
+        ``(channel, lo, support) -> float64 [S]`` counts of ``lo .. lo + S - 1`` in that channel.
+    """
+
+    def pmf(channel: int, lo: int, support: int) -> np.ndarray:
+        column = latents[:, channel].astype(np.int64) - lo
+        inside = column[(column >= 0) & (column < support)]
+        return np.bincount(inside, minlength=support).astype(np.float64)
+
+    return pmf
 
 
 def build_tables(

@@ -22,6 +22,7 @@ from nerfcompress.grid import GridLayout, coarse_to_fine_levels
 from nerfcompress.plugin.compat import drop_unavailable_lpips, lazy_lpips_in_nerfacto
 from nerfcompress.plugin.encoding import GridEncoding
 from nerfcompress.tables import FeatureTable, PlainTable, RoundingSchedule, ShaciraTable, VqadTable
+from nerfcompress.tables.decoders import DECODER_KINDS, DecoderKind
 from nerfcompress.tables.vqad import MAX_BITS
 
 # nerfacto's HashMLPDensityField defaults, used where a proposal_net_args entry omits a key.
@@ -148,8 +149,11 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
     """Step at which soft rounding ends and hard rounding with a straight-through estimator begins."""
     latent_init_scale: float = 0.5
     """Latents start uniform in [-s, s]."""
+    decoder: DecoderKind = "shared"
+    """shared: one linear latent_dim -> features map for every level (the paper's); per-level: a diagonal
+    scale and shift per level (latent_dim must equal features_per_level), which cannot lose rank."""
     decoder_init_scale: float = 0.05
-    """Decoder weights start uniform in [-s, s]."""
+    """The shared decoder's weights start uniform in [-s, s]; the per-level decoder's scales start at s."""
     rate_row_stride: int = 1
     """k: the training rate is an unbiased estimate from every k-th grid row (random offset), at 1/k of the cost."""
 
@@ -163,6 +167,13 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
             raise ValueError(f"latent_init_scale must be >= 0, got {self.latent_init_scale}")
         if not 1 <= self.rate_row_stride <= 64:
             raise ValueError(f"rate_row_stride must be in [1, 64], got {self.rate_row_stride}")
+        if self.decoder not in DECODER_KINDS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODER_KINDS)}, got {self.decoder!r}")
+        if self.decoder == "per-level" and self.latent_dim != self.features_per_level:
+            raise ValueError(
+                f"decoder 'per-level' needs latent_dim == features_per_level ({self.features_per_level}), "
+                f"got latent_dim {self.latent_dim}"
+            )
         self.rounding_schedule()  # validates the temperature schedule
 
     def rounding_schedule(self) -> RoundingSchedule:
@@ -179,6 +190,7 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
             layout.features_per_level,
             latent_dim=self.latent_dim,
             latent_init_scale=self.latent_init_scale,
+            decoder=self.decoder,
             decoder_init_scale=self.decoder_init_scale,
             schedule=self.rounding_schedule(),
             level_rows=layout.level_rows,
