@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
 from jaxtyping import Float
 from nerfstudio.field_components.encodings import Encoding
 from torch import Tensor
@@ -33,11 +34,13 @@ class GridEncoding(Encoding):
         self.layout = layout
         self.table = table
         self.num_active_levels: Optional[int] = None  # None: all levels (coarse-to-fine sets fewer)
+        self.received_gradients = False  # whether the last forward ran with autograd on
 
     def get_out_dim(self) -> int:
         return self.layout.output_dim
 
     def forward(self, in_tensor: Float[Tensor, "*bs input_dim"]) -> Float[Tensor, "*bs output_dim"]:
+        self.received_gradients = torch.is_grad_enabled()
         flat = in_tensor.reshape(-1, self.layout.num_dims)
         features = interp_torch(self.layout, self.table(), flat, self.num_active_levels)
         return features.reshape(*in_tensor.shape[:-1], self.layout.output_dim)

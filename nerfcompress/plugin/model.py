@@ -53,6 +53,9 @@ class GridNerfactoModelConfig(NerfactoModelConfig):
     """Coarse-to-fine training: each step keeps a random number of the main grid's levels in
     [min, num_levels] and zeroes the finer ones, so that a prefix of the levels is a usable lower
     level of detail (proposal grids keep all levels; evaluation uses all). None = off."""
+    rate_follows_distortion: bool = True
+    """Count a proposal grid's rate only on the steps on which nerfacto's proposal sampler trains it
+    (with gradients), so that lambda weighs its rate against its distortion as for the main grid."""
     active_levels: Optional[int] = None
     """Evaluation renders only the coarsest N levels of every grid (finer levels output zeros; a
     grid with fewer levels keeps all of its own). ns-compress import sets it when it decodes a file
@@ -386,9 +389,23 @@ class GridNerfactoModel(NerfactoModel):
             )
         return callbacks
 
+    def rate_encodings(self) -> List[GridEncoding]:
+        """The grids whose rate this training step counts: those its distortion trains.
+
+        nerfacto's proposal sampler runs the proposal networks without gradients on most steps
+        (every other step at the start, every fifth after ``proposal_warmup``); their rate is
+        counted only on the steps whose loss also trains them, so the rate's weight against
+        their distortion is lambda, as for the main grid, and not lambda times the update
+        interval. With ``rate_follows_distortion`` off, every grid's rate counts every step."""
+        encodings = self.grid_encodings()
+        if not self.config.rate_follows_distortion:
+            return encodings
+        return [encoding for encoding in encodings if encoding.received_gradients]
+
     def rate_bits(self) -> Tensor:
-        """Differentiable rate of all grids in bits (scalar)."""
-        return torch.stack([table.rate_bits() for table in self.tables()]).sum()
+        """Differentiable rate in bits (scalar) of :meth:`rate_encodings` (zero if there are none)."""
+        rates = [encoding.table.rate_bits() for encoding in self.rate_encodings()]
+        return torch.stack(rates).sum() if rates else self.device_indicator_param.new_zeros(())
 
     def num_grid_rows(self) -> int:
         return sum(table.num_rows for table in self.tables())
@@ -435,7 +452,8 @@ class GridNerfactoModel(NerfactoModel):
         if self.training and self.config.rate_loss_weight() > 0:
             rate_bits = self.rate_bits()
             metrics_dict["rate_bits"] = rate_bits
-            metrics_dict["bits_per_grid_row"] = rate_bits.detach() / self.num_grid_rows()
+            rows = sum(encoding.table.num_rows for encoding in self.rate_encodings())
+            metrics_dict["bits_per_grid_row"] = rate_bits.detach() / rows
         if self.training:
             metrics_dict.update(self.tables()[0].training_state())
             active_levels = self.grid_encodings()[0].num_active_levels

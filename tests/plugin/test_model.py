@@ -139,14 +139,54 @@ def test_tables_without_scaled_rates_keep_flat_parameter_groups():
     _optimizers(plain, "plain_nerfacto")  # nerfstudio builds its optimizers from them
 
 
-def test_rate_loss_reaches_latents_of_every_grid(shacira_model):
-    shacira_model.train()
-    metrics = {"rate_bits": shacira_model.rate_bits()}
-    rate_per_row = metrics["rate_bits"] / shacira_model.num_grid_rows()
-    (shacira_model.config.rate_loss_weight() * rate_per_row).backward()
-    for table in shacira_model.tables():
+def _training_loss(model: GridNerfactoModel, num_rays: int = 64) -> dict:
+    """One training forward through the model's own metrics and loss dicts, as nerfstudio's pipeline runs it."""
+    from nerfstudio.cameras.rays import RayBundle
+
+    generator = torch.Generator().manual_seed(1)
+    origins = torch.tensor([0.0, 0.0, -1.2]).expand(num_rays, 3)
+    directions = torch.nn.functional.normalize(
+        torch.randn(num_rays, 3, generator=generator) * 0.2 + torch.tensor([0.0, 0.0, 1.0]), dim=-1
+    )
+    bundle = RayBundle(
+        origins=origins,
+        directions=directions,
+        pixel_area=torch.full((num_rays, 1), 1e-4),
+        camera_indices=torch.zeros(num_rays, 1, dtype=torch.long),
+        nears=torch.full((num_rays, 1), 0.05),
+        fars=torch.full((num_rays, 1), 2.5),
+    )
+    outputs = model(bundle)
+    batch = {"image": torch.rand(num_rays, 3, generator=generator)}
+    metrics = model.get_metrics_dict(outputs, batch)
+    return model.get_loss_dict(outputs, batch, metrics)
+
+
+def test_the_loss_dict_holds_the_rate_and_its_gradient_reaches_every_grids_latents():
+    model = _model(ShaciraNerfactoModelConfig(**SMALL, rate_weight=1e-2))
+    model.train()
+    losses = _training_loss(model)
+    assert "rate_loss" in losses and losses["rate_loss"] > 0
+    losses["rate_loss"].backward()  # the rate term alone: it must reach main and proposal latents
+    for table in model.tables():
         assert table.latents.grad is not None and table.latents.grad.abs().sum() > 0
-    shacira_model.zero_grad()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in table.prior.parameters())
+
+
+def test_a_proposal_grid_pays_rate_only_on_the_steps_its_distortion_trains_it():
+    for follows in (True, False):
+        model = _model(ShaciraNerfactoModelConfig(**SMALL, rate_weight=1e-2, rate_follows_distortion=follows))
+        model.train()
+        sampler = model.proposal_sampler
+        sampler._step, sampler._steps_since_update = 100, 0  # past the first steps: no proposal update now
+        losses = _training_loss(model)
+        main, *proposals = model.grid_encodings()
+        assert main.received_gradients and not any(e.received_gradients for e in proposals)
+        losses["rate_loss"].backward()
+        assert main.table.latents.grad.abs().sum() > 0
+        for encoding in proposals:
+            grad = encoding.table.latents.grad
+            assert (grad is not None and grad.abs().sum() > 0) == (not follows)
 
 
 def test_step_callback_sets_rounding_phase_of_every_table():
