@@ -31,7 +31,6 @@ import json
 import math
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -46,7 +45,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo import flags_to_args  # noqa: E402
+from ns_runs import (  # noqa: E402
+    CommandFailed,
+    evaluate_file,
+    export_file,
+    final_train_psnr,
+    median_step_seconds,
+    ns_train_command,
+    run_logged,
+)
 
 from nerfcompress.scenes.synthetic import write_synthetic_scene  # noqa: E402
 
@@ -55,8 +62,6 @@ REPO = Path(__file__).resolve().parent.parent
 RATE_WEIGHT_FLAG = "--pipeline.model.rate-weight"
 LATENT_DIM_FLAG = "--pipeline.model.latent-dim"
 GRID_LR_FLAG = "--optimizers.grids.optimizer.lr"
-TRAIN_TIME_TAG = "Train Iter (time)"  # nerfstudio's EventName.ITER_TRAIN_TIME, seconds per step
-TRAIN_PSNR_TAG = "Train Metrics Dict/psnr"
 SPLITS = ("val", "test")
 
 
@@ -163,33 +168,6 @@ def run_name(point_name: str, seed: int, seeds: Sequence[int]) -> str:
     return point_name if len(seeds) == 1 else f"{point_name}-s{seed}"
 
 
-def tensorboard_scalars(run_dir: Path, tag: str) -> List[Tuple[int, float]]:
-    """``(step, value)`` of one logged scalar of a training run (its newest events file)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = sorted(run_dir.glob("events.out.tfevents.*"))
-    if not events:
-        return []
-    accumulator = EventAccumulator(str(events[-1]), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    if tag not in accumulator.Tags().get("scalars", []):
-        return []
-    return [(event.step, event.value) for event in accumulator.Scalars(tag)]
-
-
-def median_step_seconds(run_dir: Path) -> Optional[float]:
-    """Median of nerfstudio's logged per-step training time, first 10% skipped."""
-    values = [value for _, value in tensorboard_scalars(run_dir, TRAIN_TIME_TAG)]
-    return statistics.median(values[len(values) // 10 :]) if values else None
-
-
-def final_train_psnr(run_dir: Path, last_fraction: float = 0.125) -> Optional[float]:
-    """Mean training-batch PSNR over the last ``last_fraction`` of the logged steps."""
-    values = [value for _, value in tensorboard_scalars(run_dir, TRAIN_PSNR_TAG)]
-    tail = values[-max(1, int(len(values) * last_fraction)) :]
-    return statistics.fmean(tail) if values else None
-
-
 def device_description(device_type: str) -> str:
     """What the sweep ran on, e.g. "cpu: x86_64, 2 threads" or "cuda: NVIDIA H100 80GB HBM3"."""
     import torch
@@ -197,10 +175,6 @@ def device_description(device_type: str) -> str:
     if device_type == "cuda" and torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
     return f"cpu: {platform.machine()}, {torch.get_num_threads()} threads"
-
-
-class PointFailed(Exception):
-    """A run of the sweep failed; the message says where to look."""
 
 
 @dataclass
@@ -298,7 +272,7 @@ class RdSweep:
                 progress.update(bar, description=f"rate-distortion sweep: {name}")
                 try:
                     result = run()
-                except PointFailed as error:
+                except CommandFailed as error:
                     failures[name] = str(error)
                     progress.console.print(f"[bold red]{name} failed:[/bold red] {error}")
                 except Exception:  # one broken run must not lose the others
@@ -363,19 +337,10 @@ class RdSweep:
         run_dir = self._run_dir(name, point.method)
         train_seconds = None
         if not list((run_dir / "nerfstudio_models").glob("step-*.ckpt")):
-            command = [
-                str(Path(sys.executable).parent / "ns-train"),
-                point.method,
-                *flags_to_args(flags),
-                "--machine.seed", str(seed),
-                "--output-dir", str(self.output_dir / "runs"),
-                "--experiment-name", "rd",
-                "--timestamp", name,
-                "--data", str(data),
-            ]  # fmt: skip
-            train_seconds = self._run(command, self.output_dir / "logs" / f"{name}-train.log")
+            command = ns_train_command(point.method, flags, data, self.output_dir / "runs", "rd", name, seed)
+            train_seconds = run_logged(command, self.output_dir / "logs" / f"{name}-train.log")
         file = self.output_dir / "files" / f"{name}.ncmp"
-        export_seconds = self._export(run_dir / "config.yml", file, posthoc=None)
+        export_seconds = export_file(run_dir / "config.yml", file)
         return {
             "name": name,
             "point": point.name,
@@ -397,7 +362,7 @@ class RdSweep:
         name = run_name(point.name, seed, self.seeds)
         baseline_config = self._run_dir(run_name(BASELINE.name, seed, self.seeds), BASELINE.method) / "config.yml"
         if not baseline_config.exists():
-            raise PointFailed(f"needs the baseline run ({baseline_config} is missing: the 'plain' point failed?)")
+            raise CommandFailed(f"needs the baseline run ({baseline_config} is missing: the 'plain' point failed?)")
         file = self.output_dir / "files" / f"{name}.ncmp"
         if point.kmeans_bits is not None:
             from posthoc_kmeans import PosthocKmeans
@@ -405,10 +370,10 @@ class RdSweep:
             kmeans_dir = self.output_dir / "runs" / "kmeans" / name
             if not (kmeans_dir / "config.yml").exists():
                 PosthocKmeans(load_config=baseline_config, output_dir=kmeans_dir, bits=point.kmeans_bits).main()
-            export_seconds = self._export(kmeans_dir / "config.yml", file, posthoc=None)
+            export_seconds = export_file(kmeans_dir / "config.yml", file)
             method = "kmeans-vq"
         else:
-            export_seconds = self._export(baseline_config, file, posthoc=point.posthoc)
+            export_seconds = export_file(baseline_config, file, posthoc=point.posthoc)
             method = "plain-nerfacto (post-hoc)"
         return {
             "name": name,
@@ -426,54 +391,15 @@ class RdSweep:
             "device": device,
         }
 
-    # ------------------------------------------------------------------------------ commands
-
-    def _run(self, command: List[str], log_path: Path) -> float:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        with log_path.open("w") as log:
-            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, stdin=subprocess.DEVNULL)
-        if result.returncode != 0:
-            lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-            raise PointFailed(f"{Path(command[0]).name} exited with {result.returncode}: {lines[-1] if lines else ''} "
-                              f"(log: {log_path})")  # fmt: skip
-        return time.perf_counter() - start
-
-    def _export(self, config_path: Path, file: Path, posthoc: Optional[str]) -> float:
-        """``ns-compress export`` in this process; returns its seconds."""
-        from nerfcompress.cli.export import Export
-
-        file.parent.mkdir(parents=True, exist_ok=True)
-        options = {} if posthoc is None else {"posthoc": posthoc}
-        start = time.perf_counter()
-        self._command(lambda: Export(load_config=config_path, output=file, **options).main(), "ns-compress export")
-        return time.perf_counter() - start
-
     def _evaluate(self, file: Path, data: Path, name: str) -> Dict[str, Any]:
-        """``ns-compress eval`` in this process on val and test: the file's bytes and, per split,
-        PSNR, SSIM and LPIPS (when available); ``psnr``/``ssim`` at top level are test's."""
-        from nerfcompress.cli.evaluate import Evaluate
-
+        """``ns-compress eval`` on val and test: the file's bytes and, per split, PSNR, SSIM and
+        LPIPS (when available); ``psnr``/``ssim``/``lpips`` at top level are test's."""
         out: Dict[str, Any] = {"file": str(file), "file_bytes": file.stat().st_size}
         for split in SPLITS:
-            output = self.output_dir / "evals" / f"{name}-{split}.json"
-            output.parent.mkdir(parents=True, exist_ok=True)
-            self._command(
-                lambda s=split, o=output: Evaluate(file=file, data=data, output_path=o, split=s).main(),
-                "ns-compress eval",
-            )
-            metrics = json.loads(output.read_text())["metrics"]
+            metrics = evaluate_file(file, data, self.output_dir / "evals" / f"{name}-{split}.json", split=split)
             out[split] = {key: metrics.get(key) for key in ("psnr", "ssim", "lpips")}
         out["psnr"], out["ssim"], out["lpips"] = (out["test"][k] for k in ("psnr", "ssim", "lpips"))
         return out
-
-    @staticmethod
-    def _command(run: Callable[[], None], name: str) -> None:
-        try:
-            run()
-        except SystemExit as exit_:  # the ns-compress commands exit 2 after printing one line
-            if exit_.code not in (None, 0):
-                raise PointFailed(f"{name} failed (its message is above)") from None
 
     # ------------------------------------------------------------------------------- outputs
 

@@ -109,8 +109,8 @@ class GridNerfactoModelConfig(NerfactoModelConfig):
         """The table that stores this grid's rows."""
         raise NotImplementedError
 
-    def rate_loss_weight(self) -> float:
-        """lambda of the rate loss; 0 for tables without a learned rate."""
+    def rate_loss_weight(self, step: Optional[int] = None) -> float:
+        """lambda of the rate loss at ``step`` (None: its final value); 0 for tables without a learned rate."""
         return 0.0
 
 
@@ -159,6 +159,8 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
     """The shared decoder's weights start uniform in [-s, s]; the per-level decoder's scales start at s."""
     rate_row_stride: int = 1
     """k: the training rate is an unbiased estimate from every k-th grid row (random offset), at 1/k of the cost."""
+    rate_weight_warmup_steps: int = 0
+    """lambda grows linearly from 0 to rate_weight over these first steps (0: the full weight from the start)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -170,6 +172,8 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
             raise ValueError(f"latent_init_scale must be >= 0, got {self.latent_init_scale}")
         if not 1 <= self.rate_row_stride <= 64:
             raise ValueError(f"rate_row_stride must be in [1, 64], got {self.rate_row_stride}")
+        if self.rate_weight_warmup_steps < 0:
+            raise ValueError(f"rate_weight_warmup_steps must be >= 0, got {self.rate_weight_warmup_steps}")
         if self.decoder not in DECODER_KINDS:
             raise ValueError(f"decoder must be one of {', '.join(DECODER_KINDS)}, got {self.decoder!r}")
         if self.decoder == "per-level" and self.latent_dim != self.features_per_level:
@@ -200,8 +204,11 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
             rate_row_stride=self.rate_row_stride,
         )
 
-    def rate_loss_weight(self) -> float:
-        return self.rate_weight
+    def rate_loss_weight(self, step: Optional[int] = None) -> float:
+        """lambda, ramped linearly from 0 over the first ``rate_weight_warmup_steps`` steps."""
+        if step is None or self.rate_weight_warmup_steps == 0:
+            return self.rate_weight
+        return self.rate_weight * min(1.0, step / self.rate_weight_warmup_steps)
 
 
 @dataclass
@@ -247,6 +254,7 @@ class GridNerfactoModel(NerfactoModel):
     def populate_modules(self) -> None:
         with lazy_lpips_in_nerfacto():
             super().populate_modules()
+        self.step: Optional[int] = None  # the training step, set by set_step (None: not training yet)
         args = self.config.grid_layout_args()
         main_encoding = GridEncoding(grid_layout(args[0][1]), self.config.build_table(grid_layout(args[0][1])))
         self.field.mlp_base = nn.Sequential(
@@ -322,8 +330,9 @@ class GridNerfactoModel(NerfactoModel):
                 group["lr"] = rate * scales[group["table"]].get(name, 1.0)
 
     def set_step(self, step: int) -> None:
-        """Applies the schedules at ``step``: every table's (SHACIRA's temperature) and the
-        coarse-to-fine level count of the main grid."""
+        """Applies the schedules at ``step``: every table's (SHACIRA's temperature), the
+        coarse-to-fine level count of the main grid and the rate weight's warm-up."""
+        self.step = step
         for table in self.tables():
             table.set_step(step)
         if self.config.coarse_to_fine_min_levels is not None:
@@ -465,7 +474,7 @@ class GridNerfactoModel(NerfactoModel):
         loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
         if metrics_dict is not None and "rate_bits" in metrics_dict:
             rate_per_row = metrics_dict["rate_bits"] / self.num_grid_rows()
-            loss_dict["rate_loss"] = self.config.rate_loss_weight() * rate_per_row
+            loss_dict["rate_loss"] = self.config.rate_loss_weight(self.step) * rate_per_row
         return loss_dict
 
     def get_image_metrics_and_images(

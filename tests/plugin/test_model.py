@@ -139,8 +139,9 @@ def test_tables_without_scaled_rates_keep_flat_parameter_groups():
     _optimizers(plain, "plain_nerfacto")  # nerfstudio builds its optimizers from them
 
 
-def _training_loss(model: GridNerfactoModel, num_rays: int = 64) -> dict:
-    """One training forward through the model's own metrics and loss dicts, as nerfstudio's pipeline runs it."""
+def _training_loss(model: GridNerfactoModel, num_rays: int = 64, with_metrics: bool = False):
+    """One training forward through the model's own metrics and loss dicts, as nerfstudio's pipeline
+    runs it; returns the loss dict (and the metrics dict with ``with_metrics``)."""
     from nerfstudio.cameras.rays import RayBundle
 
     generator = torch.Generator().manual_seed(1)
@@ -159,7 +160,8 @@ def _training_loss(model: GridNerfactoModel, num_rays: int = 64) -> dict:
     outputs = model(bundle)
     batch = {"image": torch.rand(num_rays, 3, generator=generator)}
     metrics = model.get_metrics_dict(outputs, batch)
-    return model.get_loss_dict(outputs, batch, metrics)
+    losses = model.get_loss_dict(outputs, batch, metrics)
+    return (losses, metrics) if with_metrics else losses
 
 
 def test_the_loss_dict_holds_the_rate_and_its_gradient_reaches_every_grids_latents():
@@ -340,3 +342,17 @@ def test_active_levels_beyond_a_grid_keep_that_grid_whole():
 def test_active_levels_outside_the_grids_are_rejected(levels):
     with pytest.raises(ValueError, match="active_levels"):
         PlainNerfactoModelConfig(**SMALL, active_levels=levels)
+
+
+def test_the_rate_weight_warms_up_linearly_from_zero():
+    model = _model(ShaciraNerfactoModelConfig(**SMALL, rate_weight=1e-2, rate_weight_warmup_steps=100))
+    model.train()
+    for step, weight in ((0, 0.0), (25, 2.5e-3), (100, 1e-2), (500, 1e-2)):
+        model.set_step(step)
+        assert model.config.rate_loss_weight(model.step) == pytest.approx(weight)
+    model.set_step(50)
+    losses, metrics = _training_loss(model, with_metrics=True)
+    assert float(losses["rate_loss"]) == pytest.approx(5e-3 * float(metrics["rate_bits"]) / model.num_grid_rows())
+    assert float(losses["rate_loss"]) > 0
+    with pytest.raises(ValueError, match="rate_weight_warmup_steps"):
+        ShaciraNerfactoModelConfig(**SMALL, rate_weight_warmup_steps=-1)
