@@ -57,16 +57,24 @@ def _failure(command: Sequence[str], returncode: int, log_path: Path) -> Command
     return CommandFailed(f"{Path(command[0]).name} exited with {returncode}; last lines of {log_path}:\n{tail}")
 
 
-def run_logged(command: Sequence[str], log_path: Path) -> float:
+def run_logged(command: Sequence[str], log_path: Path, threads: Optional[int] = None) -> float:
     """Runs a command with its output in ``log_path``; returns its seconds.
+
+    Args:
+        command: the command line.
+        log_path: where its stdout and stderr go.
+        threads: ``OMP_NUM_THREADS`` for the command (None: inherited).
 
     Raises:
         CommandFailed: the command exited non-zero (the message quotes the end of its log).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     with log_path.open("w") as log:
-        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, stdin=subprocess.DEVNULL, env=env
+        )
     if result.returncode != 0:
         raise _failure(command, result.returncode, log_path)
     return time.perf_counter() - start

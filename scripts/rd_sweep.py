@@ -29,11 +29,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import platform
 import statistics
 import sys
 import time
 import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
@@ -209,6 +211,9 @@ class RdSweep:
     """Flag overrides METHOD:--FLAG=VALUE (METHOD a method name or all), applied to every run of that method."""
     device_type: Optional[Literal["cpu", "cuda"]] = None
     """Training device (default: cuda with --full, else cpu)."""
+    jobs: int = 1
+    """Trainings that run at the same time (each with an equal share of the CPU's threads); export and eval
+    of finished runs go on meanwhile. Step times are then measured under each other's load."""
     only: Optional[Tuple[str, ...]] = None
     """Run only these points (names as in summary.json, e.g. plain shacira-D2-lambda0.01 vqad-b4)."""
 
@@ -250,14 +255,25 @@ class RdSweep:
         device = device_description(device_type)
 
         tasks: List[Tuple[str, Callable[[], Dict[str, Any]]]] = []
+        trainings: List[Tuple[str, List[str]]] = []
         for seed in self.seeds:  # seed-major: a first full curve before the other seeds
             for point in trained:
+                name = run_name(point.name, seed, self.seeds)
                 flags = {**shared_flags, **self._method_flags(point, settings, overrides), **point.flags}
-                tasks.append((run_name(point.name, seed, self.seeds),
-                              lambda p=point, f=flags, s=seed: self._trained_run(p, s, data, f, device)))  # fmt: skip
+                tasks.append((name, lambda p=point, s=seed, f=flags: self._trained_run(p, s, data, f, device)))
+                if not (points_dir / f"{name}.json").exists() and not self._has_checkpoint(name, point.method):
+                    trainings.append((name, ns_train_command(point.method, flags, data, self.output_dir / "runs", "rd",
+                                                             name, seed)))  # fmt: skip
             for point in posthoc:
                 name = run_name(point.name, seed, self.seeds)
                 tasks.append((name, lambda p=point, s=seed: self._posthoc_run(p, s, data, device)))
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        executor = ThreadPoolExecutor(max_workers=self.jobs)
+        self._trainings: Dict[str, Future] = {
+            name: executor.submit(run_logged, command, self.output_dir / "logs" / f"{name}-train.log",
+                                  threads if self.jobs > 1 else None)
+            for name, command in trainings
+        }  # fmt: skip
 
         failures: Dict[str, str] = {}
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -286,6 +302,7 @@ class RdSweep:
                     )
                 progress.advance(bar)
 
+        executor.shutdown()
         results = [json.loads(path.read_text()) for path in sorted(points_dir.glob("*.json"))]
         self._write_outputs(results, time.perf_counter() - started)
         if failures:
@@ -330,15 +347,20 @@ class RdSweep:
     def _run_dir(self, name: str, method: str) -> Path:
         return self.output_dir / "runs" / "rd" / method / name
 
+    def _has_checkpoint(self, name: str, method: str) -> bool:
+        return bool(list((self._run_dir(name, method) / "nerfstudio_models").glob("step-*.ckpt")))
+
+    def _trained(self, name: str) -> Optional[float]:
+        """Waits for a run's training (if this sweep started it); returns its seconds."""
+        training = self._trainings.get(name)
+        return None if training is None else training.result()
+
     def _trained_run(
         self, point: TrainedPoint, seed: int, data: Path, flags: Dict[str, object], device: str
     ) -> Dict[str, Any]:
         name = run_name(point.name, seed, self.seeds)
         run_dir = self._run_dir(name, point.method)
-        train_seconds = None
-        if not list((run_dir / "nerfstudio_models").glob("step-*.ckpt")):
-            command = ns_train_command(point.method, flags, data, self.output_dir / "runs", "rd", name, seed)
-            train_seconds = run_logged(command, self.output_dir / "logs" / f"{name}-train.log")
+        train_seconds = self._trained(name)
         file = self.output_dir / "files" / f"{name}.ncmp"
         export_seconds = export_file(run_dir / "config.yml", file)
         return {
@@ -360,7 +382,12 @@ class RdSweep:
 
     def _posthoc_run(self, point: PosthocPoint, seed: int, data: Path, device: str) -> Dict[str, Any]:
         name = run_name(point.name, seed, self.seeds)
-        baseline_config = self._run_dir(run_name(BASELINE.name, seed, self.seeds), BASELINE.method) / "config.yml"
+        baseline_name = run_name(BASELINE.name, seed, self.seeds)
+        try:
+            self._trained(baseline_name)
+        except CommandFailed:
+            pass  # reported with the baseline's own run
+        baseline_config = self._run_dir(baseline_name, BASELINE.method) / "config.yml"
         if not baseline_config.exists():
             raise CommandFailed(f"needs the baseline run ({baseline_config} is missing: the 'plain' point failed?)")
         file = self.output_dir / "files" / f"{name}.ncmp"
