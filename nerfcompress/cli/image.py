@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Iterator, Literal, Optional, Union
+from typing import Annotated, Iterator, Literal, Optional, Tuple, Union
 
 import tyro
 from rich.console import Console
@@ -55,6 +55,16 @@ class ImageEncode:
     """fast: the default (a 768x512 picture in a few minutes on 2 CPU cores); best: larger model, 4x the steps."""
     steps: Optional[int] = None
     """Override the preset's training steps."""
+    num_levels: Optional[int] = None
+    """Override the preset's grid levels."""
+    finest_stride: Optional[float] = None
+    """Override the pixels per vertex of the finest level (1: one vertex per pixel)."""
+    log2_hashmap_size: Optional[int] = None
+    """Override the most rows of a level (larger levels are hashed): bounds the model for gigapixels."""
+    hidden: Optional[Tuple[int, ...]] = None
+    """Override the synthesis MLP's hidden widths."""
+    batch_pixels: Optional[int] = None
+    """Pixels per training step; larger pictures train on random batches of this many pixels."""
     device: Literal["cpu", "cuda"] = "cpu"
     alpha: Literal["keep", "drop"] = "keep"
     """An alpha channel is coded as one more channel (keep) or discarded (drop)."""
@@ -76,6 +86,7 @@ class ImageEncode:
 
             if self.device == "cuda" and not torch.cuda.is_available():
                 raise CommandError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+            from nerfcompress.image.model import checked_grid
             from nerfcompress.image.pipeline import bits_per_pixel, encode_picture
             from nerfcompress.image.pixels import open_pixels
             from nerfcompress.image.train import PRESETS
@@ -86,11 +97,23 @@ class ImageEncode:
             config = replace(config, method=self.method)
             if self.method == "vqad" and self.target_bpp is not None:
                 config = replace(config, finest_stride=vqad_stride_for(self.target_bpp, config.bits))
+            overrides = {
+                "num_levels": self.num_levels,
+                "finest_stride": self.finest_stride,
+                "log2_hashmap_size": self.log2_hashmap_size,
+                "hidden": self.hidden,
+            }
+            try:
+                config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+                checked_grid(config, source.height, source.width)
+            except ValueError as exc:
+                raise CommandError(f"the model settings do not fit this picture ({exc})") from exc
             settings = replace(
                 settings,
                 lmbda=DEFAULT_LAMBDA if self.lmbda is None else self.lmbda,
                 target_bpp=self.target_bpp if self.method == "shacira" else None,
                 steps=self.steps or settings.steps,
+                batch_pixels=self.batch_pixels or settings.batch_pixels,
                 seed=self.seed,
             )
             console = Console()

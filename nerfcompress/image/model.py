@@ -61,6 +61,22 @@ def _build_tables(
     return [make(list(level_rows))]
 
 
+def checked_grid(config: ImageModelConfig, height: int, width: int) -> RasterGrid:
+    """The picture's grid.
+
+    Raises:
+        ValueError: the layout is out of range, or the grid would store more than
+            ``MAX_TABLE_ROWS`` rows.
+    """
+    grid = RasterGrid(config.layout(height, width), height, width)
+    if sum(grid.level_rows) > MAX_TABLE_ROWS:
+        raise ValueError(
+            f"the grid would hold {sum(grid.level_rows):,} rows, more than {MAX_TABLE_ROWS:,}; "
+            "use fewer levels, a larger finest stride or a smaller hashmap"
+        )
+    return grid
+
+
 class ImageModel(nn.Module):
     """Grid + tables + synthesis for one ``height x width x channels`` picture.
 
@@ -86,12 +102,7 @@ class ImageModel(nn.Module):
         super().__init__()
         self.config = config
         self.height, self.width, self.channels = int(height), int(width), int(channels)
-        self.grid = RasterGrid(config.layout(height, width), self.height, self.width)
-        if sum(self.grid.level_rows) > MAX_TABLE_ROWS:
-            raise ValueError(
-                f"the grid would hold {sum(self.grid.level_rows):,} rows, more than {MAX_TABLE_ROWS:,}; "
-                "use fewer levels, a larger finest stride or a smaller hashmap"
-            )
+        self.grid = checked_grid(config, self.height, self.width)
         self.tables = nn.ModuleList(_build_tables(config, self.grid.level_rows, schedule or RoundingSchedule()))
         self.synthesis = Synthesis(self.grid.layout.output_dim, config.hidden, channels)
 

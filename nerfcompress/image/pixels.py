@@ -81,13 +81,13 @@ class PixelSource:
         return self.num_pixels * self.channels
 
     def gather(self, flat_indices: np.ndarray) -> np.ndarray:
-        """uint8 ``[N, C]`` pixels at row-major indices ``int64 [N]`` (``row * W + col``)."""
+        """uint8 ``[N, C]`` pixels at row-major indices ``int64 [N]`` (``row * W + col``), a copy."""
         rows, cols = np.divmod(flat_indices, self.width)
-        return np.asarray(self.pixels[rows, cols])
+        return np.array(self.pixels[rows, cols])
 
     def strip(self, row_start: int, row_end: int) -> np.ndarray:
-        """uint8 ``[row_end - row_start, W, C]``, the rows ``row_start .. row_end - 1``."""
-        return np.asarray(self.pixels[row_start:row_end])
+        """uint8 ``[row_end - row_start, W, C]``, the rows ``row_start .. row_end - 1``, a copy."""
+        return np.array(self.pixels[row_start:row_end])
 
 
 def _check_file(path: Path) -> None:
