@@ -137,11 +137,22 @@ def classical_curves(photo: np.ndarray, codec: str, targets: Sequence[float]) ->
     return sorted(cache.values(), key=lambda p: p["bpp"])
 
 
+def monotone(points: Sequence[Point]) -> List[Point]:
+    """The points by increasing bpp whose PSNR beats every point of lower rate (BD-rate
+    interpolates rate as a function of PSNR, which must increase strictly)."""
+    kept: List[Point] = []
+    for point in sorted(points, key=lambda p: (p["bpp"], -p["psnr"])):
+        if not kept or (point["psnr"] > kept[-1]["psnr"] and point["bpp"] > kept[-1]["bpp"]):
+            kept.append(point)
+    return kept
+
+
 def bd_rate_percent(anchor: Sequence[Point], test: Sequence[Point]) -> float:
     """BD-rate (%) of ``test`` against ``anchor``; NaN when the curves do not overlap enough."""
     import bjontegaard
 
-    if len(test) < 2:
+    anchor, test = monotone(anchor), monotone(test)
+    if len(test) < 2 or len(anchor) < 2:
         return math.nan
     try:
         return float(
