@@ -99,3 +99,15 @@ def test_hostile_picture_size_is_refused(encoded):
     header["height"] = 48  # plausible, but the grid's rows no longer match the sections
     with pytest.raises(BitstreamError):
         decode_image(write_container(header, list(sections.items())))
+
+
+def test_target_bpp_moves_lambda_towards_the_target():
+    source = _picture()
+    config = CONFIGS["shacira"]
+    free = fit(source, config, TrainSettings(steps=60, lmbda=1e-4))
+    with torch.no_grad():
+        free_bpp = float(free.rate_bits()) / source.num_pixels
+    aimed = fit(source, config, TrainSettings(steps=60, lmbda=1e-4, target_bpp=free_bpp / 3))
+    assert aimed.final_lambda > 1e-4
+    with torch.no_grad():
+        assert float(aimed.rate_bits()) / source.num_pixels < 0.9 * free_bpp
