@@ -35,14 +35,14 @@ REFERENCE = (
 )
 STEPS = {
     "reference recipe": ({}, {}),
-    "+ dense levels": ({"log2_hashmap_size": 22}, {}),
-    "+ prior per level": ({"per_level_prior": True}, {}),
-    "+ cosine LR": ({}, {"final_lr_ratio": 0.02}),
-    "+ hard rounding (last 10 %)": ({}, {"hard_fraction": 0.1}),
     "all (the default)": (
         {"log2_hashmap_size": 22, "per_level_prior": True},
         {"final_lr_ratio": 0.02, "hard_fraction": 0.1},
     ),
+    "+ dense levels": ({"log2_hashmap_size": 22}, {}),
+    "+ prior per level": ({"per_level_prior": True}, {}),
+    "+ cosine LR": ({}, {"final_lr_ratio": 0.02}),
+    "+ hard rounding (last 10 %)": ({}, {"hard_fraction": 0.1}),
 }
 
 

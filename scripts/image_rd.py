@@ -6,7 +6,8 @@ and Pillow's JPEG, WebP (method 6) and AVIF over their quality range; then it re
 
 * each codec's PSNR at 0.25 / 0.5 / 0.75 bpp per photo, with the codec's quality bisected to
   bracket the rate and PSNR interpolated linearly in log-bpp between the two bracketing points
-  (the image codec: between its two nearest RD points; no extrapolation), and the means;
+  (the image codec: between its two nearest RD points; no extrapolation), and the means; points
+  that another point dominates (more bits, less PSNR) are left out, as no user would pick them;
 * BD-rate against WebP over 0.25-0.75 bpp (the ``bjontegaard`` package, Akima), per photo and
   mean, with WebP's anchors bisected at 0.25, 0.375, 0.5, 0.625 and 0.75 bpp;
 * encode seconds per photo, MS-SSIM of every point, and ``rd.png`` (one panel per photo).
@@ -219,9 +220,9 @@ class ImageRD:
     output_dir: Path = Path("outputs/image_rd")
     photos: Tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket")
     methods: Tuple[Literal["shacira", "vqad"], ...] = ("shacira", "vqad")
-    lambdas: Tuple[float, ...] = (0.002, 0.005, 0.012, 0.03)
+    lambdas: Tuple[float, ...] = (0.002, 0.005, 0.012, 0.03, 0.08)
     """SHACIRA's rate weights."""
-    vqad_bpps: Tuple[float, ...] = (0.3, 0.5, 0.8, 1.2)
+    vqad_bpps: Tuple[float, ...] = (0.3, 0.5, 0.8, 1.2, 2.0)
     """VQAD's target rates (they size its grid)."""
     preset: Literal["fast", "best"] = "fast"
     steps: Optional[int] = None
@@ -268,7 +269,7 @@ def summarise(results: Dict[str, Dict[str, List[Point]]]) -> Dict[str, Dict[str,
     for codec in codecs:
         row: Dict[str, float] = {}
         for target in TARGETS:
-            values = [interpolate_log_bpp(results[p][codec], target) for p in results if codec in results[p]]
+            values = [interpolate_log_bpp(monotone(results[p][codec]), target) for p in results if codec in results[p]]
             row[f"psnr@{target}"] = statistics.fmean(values) if values else math.nan
         anchors = {p: [_webp_at(results[p]["webp"], t) for t in ANCHORS] for p in results}
         rates = [bd_rate_percent(anchors[p], results[p][codec]) for p in results if codec in results[p]]

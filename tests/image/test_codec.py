@@ -111,3 +111,14 @@ def test_target_bpp_moves_lambda_towards_the_target():
     assert aimed.final_lambda > 1e-4
     with torch.no_grad():
         assert float(aimed.rate_bits()) / source.num_pixels < 0.9 * free_bpp
+
+
+def test_procedural_picture_is_the_same_strip_by_strip(tmp_path):
+    from nerfcompress.image.procedural import procedural_strip, write_procedural
+
+    path = write_procedural(tmp_path / "p.npy", 50, 70, strip_rows=16)
+    assert np.array_equal(np.load(path), procedural_strip(0, 50, 70, 50))
+    png = write_procedural(tmp_path / "p.png", 50, 70, strip_rows=7)
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(png)), np.load(path))
