@@ -52,7 +52,8 @@ class ImageEncode:
     target_bpp: Optional[float] = None
     """Aim at this bpp instead: SHACIRA adapts lambda while training, VQAD sizes its grid (both estimates)."""
     preset: Literal["fast", "best"] = "fast"
-    """fast: the default (a 768x512 picture in a few minutes on 2 CPU cores); best: larger model, 4x the steps."""
+    """fast: the default (7 levels, MLP 16-16, 300 steps); best: 8 levels, MLP 24-24, 1200 steps (so far measured
+    worse than fast on the one photo tried, see BENCHMARKS.md)."""
     steps: Optional[int] = None
     """Override the preset's training steps."""
     num_levels: Optional[int] = None
