@@ -6,6 +6,7 @@ import tyro
 
 from nerfcompress.cli.evaluate import Evaluate
 from nerfcompress.cli.export import Export
+from nerfcompress.cli.image import image_command
 from nerfcompress.cli.import_file import Import
 from nerfcompress.cli.info import Info
 from nerfcompress.cli.scene import MakeScene
@@ -16,6 +17,7 @@ COMMANDS = {
     "info": Info,
     "eval": Evaluate,
     "scene": MakeScene,
+    "image": image_command,
 }
 
 

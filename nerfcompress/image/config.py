@@ -1,0 +1,126 @@
+"""What an image codec is made of (grid, table, network) and its presets; checked when read from a file.
+
+:class:`ImageModelConfig` is everything the decoder needs besides the picture's size to rebuild
+the model, so it is stored in the file header. A header is untrusted: :func:`config_from_header`
+checks every field's type and range against the allow-list below before anything is built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, Literal, Tuple
+
+from nerfcompress.errors import BitstreamError
+from nerfcompress.grid.layout import GridLayout
+
+METHODS = ("shacira", "vqad")
+MAX_SIDE = 1 << 20
+"""Longest picture side a file may declare (a million pixels)."""
+MAX_PIXELS = 1 << 32
+MAX_TABLE_ROWS = 1 << 26
+"""Most grid rows a file may declare (the decoder allocates a few floats per row)."""
+
+
+@dataclass(frozen=True)
+class ImageModelConfig:
+    """The image model: a 2D multi-resolution grid over a feature table, and a small MLP.
+
+    Level ``l`` has ``base_resolution * 2**l`` vertices per side (tcnn layout with
+    ``per_level_scale = 2``); the finest level has about one vertex per ``finest_stride`` pixels
+    of the longer side. Levels with more than ``2**log2_hashmap_size`` vertices are hashed.
+    """
+
+    method: Literal["shacira", "vqad"] = "shacira"
+    num_levels: int = 8
+    """Grid levels ``L``."""
+    finest_stride: float = 1.0
+    """Pixels per vertex of the finest level along the picture's longer side."""
+    log2_hashmap_size: int = 22
+    """Levels with more vertices than ``2**log2_hashmap_size`` are hashed into that many rows."""
+    features_per_level: int = 1
+    """Decoded features per grid row ``F`` (1, 2, 4 or 8)."""
+    latent_dim: int = 1
+    """SHACIRA: integer latents per row ``D``."""
+    per_level_prior: bool = True
+    """SHACIRA: one table (decoder and learned prior) per level instead of one for all levels."""
+    bits: int = 4
+    """VQAD: index bits ``b`` per row (codebooks of ``2**b`` entries per level)."""
+    hidden: Tuple[int, ...] = (24, 24)
+    """Widths of the synthesis MLP's hidden layers."""
+
+    def layout(self, height: int, width: int) -> GridLayout:
+        """The grid layout for an ``height x width`` picture.
+
+        Raises:
+            ValueError: the layout is out of range (see :class:`GridLayout`).
+        """
+        side = max(height, width)
+        finest = side / self.finest_stride
+        base = max(2, math.ceil(finest / 2 ** (self.num_levels - 1)))
+        return GridLayout(
+            num_dims=2,
+            num_levels=self.num_levels,
+            features_per_level=self.features_per_level,
+            hashmap_size=2**self.log2_hashmap_size,
+            base_resolution=base,
+            per_level_scale=2.0,
+        )
+
+    def to_header(self) -> Dict[str, Any]:
+        entry = asdict(self)
+        entry["hidden"] = list(self.hidden)
+        return entry
+
+
+_RANGES = {
+    "num_levels": (1, 16),
+    "log2_hashmap_size": (4, 24),
+    "latent_dim": (1, 4),
+    "bits": (1, 8),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def config_from_header(entry: Any) -> ImageModelConfig:
+    """The model settings of an untrusted header entry.
+
+    Raises:
+        BitstreamError: a missing, unknown, mistyped or out-of-range field.
+    """
+    names = {f.name for f in fields(ImageModelConfig)}
+    if not isinstance(entry, dict) or set(entry) != names:
+        found = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+        raise BitstreamError(f"image model settings hold {found!s:.200}, expected {sorted(names)}; the file is corrupt")
+    problems = []
+    if entry["method"] not in METHODS:
+        problems.append(f"method={entry['method']!r:.40}")
+    for name, (lo, hi) in _RANGES.items():
+        if not _is_int(entry[name]) or not lo <= entry[name] <= hi:
+            problems.append(f"{name}={entry[name]!r:.40} (expected {lo}..{hi})")
+    if entry["features_per_level"] not in (1, 2, 4, 8) or not _is_int(entry["features_per_level"]):
+        problems.append(f"features_per_level={entry['features_per_level']!r:.40}")
+    stride = entry["finest_stride"]
+    if isinstance(stride, bool) or not isinstance(stride, (int, float)) or not 0.25 <= stride <= 4096:
+        problems.append(f"finest_stride={stride!r:.40}")
+    hidden = entry["hidden"]
+    if not isinstance(hidden, list) or len(hidden) > 4 or not all(_is_int(h) and 1 <= h <= 256 for h in hidden):
+        problems.append(f"hidden={hidden!r:.60}")
+    if not isinstance(entry["per_level_prior"], bool):
+        problems.append(f"per_level_prior={entry['per_level_prior']!r:.20}")
+    if problems:
+        raise BitstreamError(f"image model settings out of range: {', '.join(problems)}; the file is corrupt")
+    return ImageModelConfig(**{**entry, "hidden": tuple(hidden), "finest_stride": float(stride)})
+
+
+def check_picture_size(height: Any, width: Any, channels: Any) -> None:
+    """Raises BitstreamError unless a header's picture size is plausible."""
+    ok = all(_is_int(v) for v in (height, width, channels))
+    ok = ok and 1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE and 1 <= channels <= 4
+    if not ok or height * width > MAX_PIXELS:
+        raise BitstreamError(
+            f"file declares a {width!r:.20} x {height!r:.20} x {channels!r:.5} picture; the file is corrupt"
+        )

@@ -1,0 +1,136 @@
+"""The image model: a 2D multi-resolution grid over FeatureTables and a small synthesis MLP.
+
+Rows are the stored rows of :class:`~nerfcompress.image.raster.RasterGrid` (those some pixel
+reads), level 0 first. SHACIRA keeps one :class:`ShaciraTable` per level (its own decoder and
+learned prior) or one for all levels (``per_level_prior=False``, the reference's choice); VQAD
+keeps one :class:`VqadTable` with a codebook per level. The MLP maps a pixel's ``L * F``
+interpolated features to its ``C`` channels in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nerfcompress.grid.interp import interp_torch
+from nerfcompress.image.config import MAX_TABLE_ROWS, ImageModelConfig
+from nerfcompress.image.raster import LevelPlan, RasterGrid, interp_raster, pixel_points
+from nerfcompress.tables import FeatureTable, RoundingSchedule, ShaciraTable, VqadTable
+
+
+class Synthesis(nn.Module):
+    """Per-pixel MLP ``[N, in] -> [N, C]``: ReLU hidden layers, linear output around 0.5.
+
+    Args:
+        in_features: ``L * F``.
+        hidden: hidden widths.
+        out_channels: ``C``.
+    """
+
+    def __init__(self, in_features: int, hidden: Sequence[int], out_channels: int) -> None:
+        super().__init__()
+        widths = [in_features, *hidden, out_channels]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        nn.init.constant_(self.layers[-1].bias, 0.5)
+
+    def forward(self, features: Tensor) -> Tensor:
+        for layer in self.layers[:-1]:
+            features = torch.relu(layer(features))
+        return self.layers[-1](features)
+
+
+def _build_tables(
+    config: ImageModelConfig, level_rows: Sequence[int], schedule: RoundingSchedule
+) -> List[FeatureTable]:
+    features = config.features_per_level
+    if config.method == "vqad":
+        return [VqadTable(level_rows, features, bits=config.bits)]
+    make = lambda rows: ShaciraTable(  # noqa: E731
+        sum(rows),
+        features,
+        latent_dim=config.latent_dim,
+        latent_init_scale=0.0,
+        decoder_init_scale=0.05,
+        schedule=schedule,
+        level_rows=rows,
+    )
+    if config.per_level_prior:
+        return [make([rows]) for rows in level_rows]
+    return [make(list(level_rows))]
+
+
+def checked_grid(config: ImageModelConfig, height: int, width: int) -> RasterGrid:
+    """The picture's grid.
+
+    Raises:
+        ValueError: the layout is out of range, or the grid would store more than
+            ``MAX_TABLE_ROWS`` rows.
+    """
+    grid = RasterGrid(config.layout(height, width), height, width)
+    if sum(grid.level_rows) > MAX_TABLE_ROWS:
+        raise ValueError(
+            f"the grid would hold {sum(grid.level_rows):,} rows, more than {MAX_TABLE_ROWS:,}; "
+            "use fewer levels, a larger finest stride or a smaller hashmap"
+        )
+    return grid
+
+
+class ImageModel(nn.Module):
+    """Grid + tables + synthesis for one ``height x width x channels`` picture.
+
+    Args:
+        config: the model settings.
+        height: picture rows ``H``.
+        width: picture columns ``W``.
+        channels: ``C`` in 1..4.
+        schedule: SHACIRA's soft-rounding schedule (training only).
+
+    Raises:
+        ValueError: the grid is too large (more than ``MAX_TABLE_ROWS`` rows) or out of range.
+    """
+
+    def __init__(
+        self,
+        config: ImageModelConfig,
+        height: int,
+        width: int,
+        channels: int,
+        schedule: Optional[RoundingSchedule] = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.height, self.width, self.channels = int(height), int(width), int(channels)
+        self.grid = checked_grid(config, self.height, self.width)
+        self.tables = nn.ModuleList(_build_tables(config, self.grid.level_rows, schedule or RoundingSchedule()))
+        self.synthesis = Synthesis(self.grid.layout.output_dim, config.hidden, channels)
+
+    @property
+    def num_pixels(self) -> int:
+        return self.height * self.width
+
+    def table(self) -> Tensor:
+        """The decoded stored rows ``[rows, F]``, all tables concatenated."""
+        parts = [table() for table in self.tables]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def set_step(self, step: int) -> None:
+        for table in self.tables:
+            table.set_step(step)
+
+    def rate_bits(self) -> Tensor:
+        """Differentiable rate of the grid's latents in bits (zero for VQAD)."""
+        return sum(table.rate_bits() for table in self.tables)
+
+    def render_raster(self, plan: List[LevelPlan], table: Optional[Tensor] = None) -> Tensor:
+        """Channels ``[h * W, C]`` of the pixels a raster plan covers (row-major)."""
+        table = self.table() if table is None else table
+        features = interp_raster(table, plan)  # [1, L * F, h, W]
+        return self.synthesis(features.flatten(2)[0].t())
+
+    def render_pixels(self, flat_indices: Tensor, table: Optional[Tensor] = None) -> Tensor:
+        """Channels ``[N, C]`` of pixels at row-major indices ``int64 [N]`` (random batches)."""
+        table = self.table() if table is None else table
+        points = pixel_points(self.height, self.width, flat_indices).to(table.device)
+        return self.synthesis(interp_torch(self.grid.layout, self.grid.layout_table(table), points))

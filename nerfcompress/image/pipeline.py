@@ -1,0 +1,123 @@
+"""The image codec end to end: fit and write a file, decode it strip by strip, measure it.
+
+Example:
+    >>> source = open_pixels(Path("photo.png"))
+    >>> data, _ = encode_picture(source, *PRESETS["fast"])
+    >>> model, _ = decode_image(data)
+    >>> for strip in decoded_strips(model): ...          # uint8 [h, W, C], top to bottom
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import numpy as np
+import torch
+
+from nerfcompress.image.codec import decode_image, encode_image, to_uint8
+from nerfcompress.image.config import ImageModelConfig
+from nerfcompress.image.model import ImageModel
+from nerfcompress.image.network_codec import quantize_network
+from nerfcompress.image.pixels import PixelSource
+from nerfcompress.image.raster import raster_plan
+from nerfcompress.image.train import Progress, TrainSettings, fit, sample_loss
+
+STRIP_PIXELS = 1 << 18
+"""Pixels decoded at a time: with the model, this bounds the decoder's memory."""
+MS_SSIM_MAX_PIXELS = 16_000_000
+"""Larger pictures get PSNR only (MS-SSIM needs the whole picture in float)."""
+MS_SSIM_MIN_SIDE = 161
+"""pytorch-msssim's five scales with an 11-pixel window need sides above 160."""
+
+
+def bits_per_pixel(num_bytes: int, num_pixels: int) -> float:
+    """``8 * bytes / pixels``, the rate of a file."""
+    return 8.0 * num_bytes / num_pixels
+
+
+def encode_picture(
+    source: PixelSource,
+    config: ImageModelConfig,
+    settings: TrainSettings,
+    device: str = "cpu",
+    progress: Optional[Progress] = None,
+) -> Tuple[bytes, Dict[str, Any]]:
+    """Fits a model to ``source``, quantises its network and writes the file.
+
+    Returns:
+        ``(file bytes, info)`` with ``train_seconds``, ``total_seconds`` and ``lambda``.
+    """
+    start = time.perf_counter()
+    model = fit(source, config, settings, device=device, progress=progress).cpu()
+    train_seconds = time.perf_counter() - start
+    lmbda = model.final_lambda
+    mse = sample_loss(model, source)
+    with torch.no_grad():
+        grid_bits = float(model.rate_bits())
+    steps = quantize_network(model.synthesis, lambda bits: mse() + lmbda * (bits + grid_bits) / source.num_pixels)
+    data = encode_image(model, steps)
+    return data, {"train_seconds": train_seconds, "total_seconds": time.perf_counter() - start, "lambda": lmbda}
+
+
+@torch.no_grad()
+def decoded_strips(model: ImageModel, strip_pixels: int = STRIP_PIXELS) -> Iterator[np.ndarray]:
+    """The decoded picture as uint8 strips ``[h, W, C]``, top to bottom, ``h * W <= strip_pixels``
+    (at least one row)."""
+    table = model.table()
+    rows_per_strip = max(1, strip_pixels // model.width)
+    for start in range(0, model.height, rows_per_strip):
+        end = min(start + rows_per_strip, model.height)
+        channels = model.render_raster(raster_plan(model.grid, start, end), table)
+        yield to_uint8(channels).reshape(end - start, model.width, model.channels)
+
+
+def _ms_ssim(decoded: np.ndarray, reference: np.ndarray) -> float:
+    from pytorch_msssim import ms_ssim
+
+    to_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].float()  # noqa: E731
+    return float(ms_ssim(to_tensor(decoded), to_tensor(reference), data_range=255.0))
+
+
+def evaluate(data: bytes, reference: PixelSource) -> Dict[str, Any]:
+    """Decodes ``data`` and compares it with ``reference``: PSNR (dB, over all channels),
+    MS-SSIM (when the picture allows), bpp of the file, decode seconds.
+
+    Raises:
+        BitstreamError: the file cannot be decoded.
+        ValueError: the reference's size or channels differ from the file's picture.
+    """
+    start = time.perf_counter()
+    model, header = decode_image(data)
+    shape = (model.height, model.width, model.channels)
+    if (reference.height, reference.width, reference.channels) != shape:
+        raise ValueError(
+            f"reference is {reference.width} x {reference.height} x {reference.channels}, "
+            f"the file holds {model.width} x {model.height} x {model.channels}"
+        )
+    keep = reference.num_pixels <= MS_SSIM_MAX_PIXELS
+    squared_error, row, kept = 0.0, 0, []
+    for strip in decoded_strips(model):
+        target = reference.strip(row, row + len(strip))
+        squared_error += float(np.sum(np.square(strip.astype(np.float64) - target)))
+        if keep:
+            kept.append(strip)
+        row += len(strip)
+    decode_seconds = time.perf_counter() - start
+    mse = squared_error / (reference.nbytes)
+    psnr = math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+    ms_ssim_value: Optional[float] = None
+    if keep and min(model.height, model.width) >= MS_SSIM_MIN_SIDE:
+        ms_ssim_value = _ms_ssim(np.concatenate(kept), reference.strip(0, reference.height))
+    return {
+        "method": header["method"],
+        "width": model.width,
+        "height": model.height,
+        "channels": model.channels,
+        "bytes": len(data),
+        "bpp": bits_per_pixel(len(data), reference.num_pixels),
+        "psnr": psnr,
+        "ms_ssim": ms_ssim_value,
+        "decode_seconds": decode_seconds,
+    }

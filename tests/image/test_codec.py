@@ -1,0 +1,124 @@
+"""Tests for the image file: round trip, what is counted, and damaged or foreign files."""
+
+import numpy as np
+import pytest
+import torch
+
+from nerfcompress.bitstream.container import read_container, write_container
+from nerfcompress.errors import BitstreamError
+from nerfcompress.image.codec import decode_image
+from nerfcompress.image.config import ImageModelConfig
+from nerfcompress.image.pipeline import bits_per_pixel, decoded_strips, encode_picture, evaluate
+from nerfcompress.image.pixels import PixelSource
+from nerfcompress.image.raster import raster_plan
+from nerfcompress.image.train import TrainSettings, fit
+
+
+def _picture(height=24, width=30, channels=3):
+    y, x = np.mgrid[0:height, 0:width]
+    planes = [np.sin(x / 3.0 + c) * np.cos(y / 4.0) for c in range(channels)]
+    return PixelSource((127.5 + 120 * np.stack(planes, -1)).astype(np.uint8))
+
+
+CONFIGS = {
+    "shacira": ImageModelConfig(num_levels=4, hidden=(8,)),
+    "shacira-shared-prior": ImageModelConfig(num_levels=4, hidden=(8,), per_level_prior=False),
+    "vqad": ImageModelConfig(method="vqad", num_levels=4, hidden=(8,), bits=3, features_per_level=2),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def encoded(request):
+    source = _picture()
+    data, _ = encode_picture(source, CONFIGS[request.param], TrainSettings(steps=120, lmbda=1e-3))
+    return source, data
+
+
+def test_decoded_picture_is_the_encoders_and_improves_on_grey(encoded):
+    source, data = encoded
+    model, header = decode_image(data)
+    strips = list(decoded_strips(model, strip_pixels=100))  # several strips
+    assert len(strips) > 1 and all(s.dtype == np.uint8 for s in strips)
+    picture = np.concatenate(strips)
+    assert picture.shape == (24, 30, 3)
+    metrics = evaluate(data, source)
+    grey = 10 * np.log10(255**2 / np.mean((source.strip(0, 24).astype(float) - 128) ** 2))
+    assert metrics["psnr"] > grey + 3
+    assert metrics["bpp"] == bits_per_pixel(len(data), 24 * 30)
+    assert metrics["ms_ssim"] is None  # too small for five scales
+
+
+def test_file_is_deterministic_to_decode(encoded):
+    _, data = encoded
+    first, second = decode_image(data)[0], decode_image(data)[0]
+    plan = raster_plan(first.grid)
+    with torch.no_grad():
+        assert torch.equal(first.render_raster(plan), second.render_raster(plan))
+
+
+def test_shacira_rate_estimate_is_close_to_the_grid_sections():
+    source = _picture(40, 40)
+    config = ImageModelConfig(num_levels=5, hidden=(8,), per_level_prior=False)
+    model = fit(source, config, TrainSettings(steps=30, lmbda=1e-4))
+    estimate = model.tables[0].size_estimate_bits() / 8
+    _, sections = read_container(encode_picture(source, config, TrainSettings(steps=30, lmbda=1e-4))[0])
+    stored = sum(len(payload) for name, payload in sections.items() if name.startswith("g0."))
+    assert abs(stored - estimate) < 0.05 * stored + 16
+
+
+def test_damaged_and_foreign_files_raise_bitstream_errors(encoded):
+    _, data = encoded
+    flipped = bytearray(data)
+    flipped[-3] ^= 0x40
+    with pytest.raises(BitstreamError, match="CRC32"):
+        decode_image(bytes(flipped))
+    with pytest.raises(BitstreamError):
+        decode_image(data[: len(data) // 2])
+    with pytest.raises(BitstreamError, match="not an image"):
+        decode_image(write_container({"method": "shacira-nerfacto"}, []))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("hidden", [100000]), ("num_levels", 40), ("log2_hashmap_size", 30), ("method", "jpeg"), ("extra", 1)],
+)
+def test_hostile_model_settings_are_refused_before_anything_is_built(encoded, field, value):
+    _, data = encoded
+    header, sections = read_container(data)
+    header["model"][field] = value
+    with pytest.raises(BitstreamError, match="settings"):
+        decode_image(write_container(header, list(sections.items())))
+
+
+def test_hostile_picture_size_is_refused(encoded):
+    _, data = encoded
+    header, sections = read_container(data)
+    header["height"] = 10**9
+    with pytest.raises(BitstreamError, match="picture"):
+        decode_image(write_container(header, list(sections.items())))
+    header["height"] = 48  # plausible, but the grid's rows no longer match the sections
+    with pytest.raises(BitstreamError):
+        decode_image(write_container(header, list(sections.items())))
+
+
+def test_target_bpp_moves_lambda_towards_the_target():
+    source = _picture()
+    config = CONFIGS["shacira"]
+    free = fit(source, config, TrainSettings(steps=60, lmbda=1e-4))
+    with torch.no_grad():
+        free_bpp = float(free.rate_bits()) / source.num_pixels
+    aimed = fit(source, config, TrainSettings(steps=60, lmbda=1e-4, target_bpp=free_bpp / 3))
+    assert aimed.final_lambda > 1e-4
+    with torch.no_grad():
+        assert float(aimed.rate_bits()) / source.num_pixels < 0.9 * free_bpp
+
+
+def test_procedural_picture_is_the_same_strip_by_strip(tmp_path):
+    from nerfcompress.image.procedural import procedural_strip, write_procedural
+
+    path = write_procedural(tmp_path / "p.npy", 50, 70, strip_rows=16)
+    assert np.array_equal(np.load(path), procedural_strip(0, 50, 70, 50))
+    png = write_procedural(tmp_path / "p.png", 50, 70, strip_rows=7)
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(png)), np.load(path))
