@@ -233,8 +233,19 @@ class FactorizedPrior(nn.Module):
             uniform = torch.rand_like(latents)
         elif uniform.shape != latents.shape:
             raise ValueError(f"uniform must have the latents' shape {tuple(latents.shape)}, got {tuple(uniform.shape)}")
-        noisy = torch.add(latents, uniform.detach()).sub_(0.5)  # [rows, D]
-        return self._interpolated_bits(noisy.t().contiguous())
+        return self.code_length_bits(torch.add(latents, uniform.detach()).sub_(0.5))
+
+    def code_length_bits(self, values: Tensor) -> Tensor:
+        """``-sum log2 mass(v)`` over ``values [rows, D]`` as the training rate computes it (code
+        lengths interpolated between knots, :meth:`_interpolated_bits`), scalar, differentiable
+        with respect to the values and the prior. :meth:`rate_bits` in training evaluates it at
+        noisy latents; SHACIRA's hard-rounding phase at the rounded ones.
+
+        Raises:
+            ValueError: if ``values`` is not ``[rows, D]``.
+        """
+        self._check(values)
+        return self._interpolated_bits(values.t().contiguous())
 
     @torch.no_grad()
     def pmf(self, channel: int, lo: int, support: int) -> np.ndarray:

@@ -159,6 +159,9 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
     """The shared decoder's weights start uniform in [-s, s]; the per-level decoder's scales start at s."""
     rate_row_stride: int = 1
     """k: the training rate is an unbiased estimate from every k-th grid row (random offset), at 1/k of the cost."""
+    rounded_rate: bool = False
+    """In the hard-rounding phase, the training rate is that of the rounded latents (straight-through), the
+    values the file stores, instead of the noisy latents the soft-rounding phase uses."""
     rate_weight_warmup_steps: int = 0
     """lambda grows linearly from 0 to rate_weight over these first steps (0: the full weight from the start)."""
 
@@ -202,6 +205,7 @@ class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
             schedule=self.rounding_schedule(),
             level_rows=layout.level_rows,
             rate_row_stride=self.rate_row_stride,
+            rounded_rate=self.rounded_rate,
         )
 
     def rate_loss_weight(self, step: Optional[int] = None) -> float:

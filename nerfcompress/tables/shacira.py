@@ -48,6 +48,8 @@ class ShaciraTable(FeatureTable):
         rate_row_stride: ``k >= 1``. In training, the rate is taken over every ``k``-th row from
             a random offset and multiplied by ``k``: an unbiased estimate of the full rate at
             ``1/k`` of its cost. 1: every row. Evaluation always counts every row.
+        rounded_rate: in the hard-rounding phase, the training rate is that of the rounded
+            latents (straight-through) instead of the noisy ones (see :meth:`rate_bits`).
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class ShaciraTable(FeatureTable):
         schedule: Optional[RoundingSchedule] = None,
         level_rows: Optional[Sequence[int]] = None,
         rate_row_stride: int = 1,
+        rounded_rate: bool = False,
     ) -> None:
         super().__init__(num_rows, num_features, level_rows)
         if latent_dim < 1:
@@ -72,6 +75,7 @@ class ShaciraTable(FeatureTable):
             raise ValueError(f"rate_row_stride must be in [1, num_rows={num_rows}], got {rate_row_stride}")
         self.latent_dim = int(latent_dim)
         self.rate_row_stride = int(rate_row_stride)
+        self.rounded_rate = bool(rounded_rate)
         self.schedule = schedule if schedule is not None else RoundingSchedule()
         self.latents = nn.Parameter(  # [rows, D]
             torch.empty(num_rows, latent_dim).uniform_(-latent_init_scale, latent_init_scale)
@@ -139,17 +143,20 @@ class ShaciraTable(FeatureTable):
         return self.decoder(self.quantized_latents())
 
     def rate_bits(self) -> Tensor:
-        """Bits of the latents under the prior (noisy in training, rounded in eval), scalar.
+        """Bits of the latents under the prior, scalar: in eval of the rounded latents; in
+        training of the noisy latents (``latents + U(-1/2, 1/2)``), or, in the hard-rounding phase
+        with ``rounded_rate``, of the rounded latents with a straight-through gradient, the values
+        the file stores and the decoder sees.
 
         In training, an unbiased estimate from every ``rate_row_stride``-th row (random offset).
         The gradient reaches both the latents and the prior."""
         if not self.training:
             return self.prior.rate_bits(self.latents)
-        uniform = self._training_uniform("rate")
         stride = self.rate_row_stride
-        if stride == 1:
-            return self.prior.rate_bits(self.latents, uniform)
-        start = int(torch.randint(stride, ()))  # every row is in the sample with probability 1/k
+        start = int(torch.randint(stride, ())) if stride > 1 else 0  # each row sampled with probability 1/k
+        if self.rounded_rate and bool(self.hard_rounding):
+            return stride * self.prior.code_length_bits(hard_round_ste(self.latents[start::stride]))
+        uniform = self._training_uniform("rate")
         return stride * self.prior.rate_bits(self.latents[start::stride], uniform[start::stride])
 
     def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:

@@ -178,3 +178,17 @@ def test_shacira_codes_with_its_latents_own_frequencies_which_beat_the_prior():
 def test_shacira_rejects_nonsense(kwargs, name):
     with pytest.raises(ValueError, match=name):
         ShaciraTable(8, 2, **kwargs)
+
+
+def test_shacira_hard_phase_can_take_the_rate_of_the_rounded_latents():
+    table = ShaciraTable(64, 2, schedule=RoundingSchedule(anneal_end_step=10), rounded_rate=True)
+    table.train()
+    table.set_step(5)  # soft rounding: the rate of noisy latents, a new draw each time
+    assert float(table.rate_bits()) != float(table.rate_bits())
+    table.set_step(10)  # hard rounding: the code length of the rounded latents, no noise
+    first, second = table.rate_bits(), table.rate_bits()
+    assert float(first) == float(second)
+    expected = table.prior.code_length_bits(torch.round(table.latents.detach()))
+    assert float(first) == pytest.approx(float(expected))
+    first.backward()
+    assert table.latents.grad.abs().sum() > 0 and all(p.grad is not None for p in table.prior.parameters())
