@@ -227,6 +227,9 @@ class VqadNerfactoModelConfig(GridNerfactoModelConfig):
     """Soft-index logits start normal with this standard deviation (the reference's feature_std)."""
     fixed_indices: bool = False
     """Keep only the uint8 indices, not the logits (2**bits x smaller, indices frozen); ns-compress import sets it."""
+    rate_weight: float = 0.0
+    """lambda of an index-entropy rate loss, in bits per grid row (entropy-constrained VQ: rows move to their
+    level's popular codes, so the range-coded indices shrink); 0: the paper's VQAD, no rate term."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -238,6 +241,8 @@ class VqadNerfactoModelConfig(GridNerfactoModelConfig):
             raise ValueError(f"logit_init_scale must be >= 0, got {self.logit_init_scale}")
         if not isinstance(self.fixed_indices, bool):
             raise ValueError(f"fixed_indices must be a bool, got {self.fixed_indices!r}")
+        if not self.rate_weight >= 0:
+            raise ValueError(f"rate_weight (lambda) must be >= 0, got {self.rate_weight}")
 
     def build_table(self, layout: GridLayout) -> FeatureTable:
         return VqadTable(
@@ -248,6 +253,9 @@ class VqadNerfactoModelConfig(GridNerfactoModelConfig):
             logit_init_scale=self.logit_init_scale,
             fixed_indices=self.fixed_indices,
         )
+
+    def rate_loss_weight(self, step: Optional[int] = None) -> float:
+        return self.rate_weight
 
 
 class GridNerfactoModel(NerfactoModel):

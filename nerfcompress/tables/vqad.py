@@ -180,6 +180,23 @@ class VqadTable(FeatureTable):
             self.logits.zero_().scatter_(1, indices.to(self.logits.device).view(-1, 1), 1.0)
         self.clear_cache()
 
+    def rate_bits(self) -> Tensor:
+        """Differentiable estimate of the range-coded bits of the indices, scalar.
+
+        Each level codes its indices with its own frequencies; if every row ``r`` took code
+        ``k`` with its soft-index probability ``P[r, k] = softmax(C[r])[k]``, the level would cost
+        about ``rows_l * H(mean_r P[r])`` bits. That is what this returns, summed over levels:
+        penalising it is entropy-constrained VQ, which moves rows to the level's popular codes
+        where the distortion allows (the paper stores fixed-width indices and has no rate term).
+        With fixed indices, zero."""
+        if self.fixed_indices:
+            return self.codebooks.new_zeros(())
+        bits = []
+        for logits in self.logits.split(self.level_rows):
+            frequencies = torch.softmax(logits, dim=-1).mean(dim=0)  # [K]
+            bits.append(-logits.shape[0] * (frequencies * torch.log2(frequencies.clamp_min(1e-12))).sum())
+        return torch.stack(bits).sum()
+
     def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
         return {"grids": [self.codebooks] if self.fixed_indices else [self.logits, self.codebooks]}
 

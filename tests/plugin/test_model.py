@@ -356,3 +356,14 @@ def test_the_rate_weight_warms_up_linearly_from_zero():
     assert float(losses["rate_loss"]) > 0
     with pytest.raises(ValueError, match="rate_weight_warmup_steps"):
         ShaciraNerfactoModelConfig(**SMALL, rate_weight_warmup_steps=-1)
+
+
+def test_vqad_has_a_rate_loss_only_when_asked_and_it_reaches_the_logits():
+    plain_vqad = _model(VqadNerfactoModelConfig(**SMALL))
+    plain_vqad.train()
+    assert "rate_loss" not in _training_loss(plain_vqad)  # the paper's VQAD: no rate term
+    model = _model(VqadNerfactoModelConfig(**SMALL, rate_weight=1e-2))
+    model.train()
+    losses = _training_loss(model)
+    losses["rate_loss"].backward()
+    assert all(table.logits.grad.abs().sum() > 0 for table in model.tables())

@@ -1,4 +1,5 @@
 import io
+import math
 
 import pytest
 import torch
@@ -211,3 +212,25 @@ def test_nonsense_arguments_are_rejected_with_the_parameter_named(kwargs, messag
     args = {**dict(level_rows=LEVEL_ROWS, num_features=2), **kwargs}
     with pytest.raises(ValueError, match=message):
         VqadTable(**args)
+
+
+def test_rate_is_each_levels_rows_times_the_entropy_of_its_soft_code_frequencies():
+    table = _vqad(bits=2, level_rows=(64, 192))
+    codes = torch.cat([torch.zeros(48, dtype=torch.long), torch.ones(16, dtype=torch.long), torch.arange(192) % 4])
+    with torch.no_grad():
+        table.logits.copy_(30.0 * torch.nn.functional.one_hot(codes, 4))  # soft assignment = hard one
+    # level 0: codes 0 and 1 in proportion 3:1; level 1: all four codes equally often
+    entropy_0 = -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
+    assert float(table.rate_bits()) == pytest.approx(64 * entropy_0 + 192 * 2.0, rel=1e-4)
+
+
+def test_the_rate_gradient_moves_rows_towards_their_levels_popular_code():
+    table = _vqad(bits=2, level_rows=(100,))
+    with torch.no_grad():
+        table.logits.zero_()
+        table.logits[:70, 0] = 2.0  # most rows prefer code 0
+    table.rate_bits().backward()
+    gradient = table.logits.grad
+    assert (gradient[:, 0] < 0).all()  # descending the rate raises every row's logit of the popular code
+    fixed = _vqad(bits=2, level_rows=(100,), fixed_indices=True)
+    assert float(fixed.rate_bits()) == 0.0
