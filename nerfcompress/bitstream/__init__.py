@@ -25,7 +25,6 @@ from nerfcompress.bitstream.model_codec import (
     decode_tables,
     encode_tables,
     plain_codec,
-    register_table_codec,
 )
 from nerfcompress.bitstream.tensors import pack_tensors, unpack_tensors
 
@@ -49,7 +48,6 @@ __all__ = [
     "read_container",
     "read_container_index",
     "read_container_prefix",
-    "register_table_codec",
     "split_level_section",
     "unpack_tensors",
     "write_container",

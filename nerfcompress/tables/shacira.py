@@ -7,8 +7,9 @@ factorised density per latent channel gives a differentiable rate that the loss 
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Set
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -16,6 +17,7 @@ from nerfcompress.entropy.coder import build_tables, estimate_bits
 from nerfcompress.entropy.factorized import FactorizedPrior
 from nerfcompress.tables.base import FeatureTable
 from nerfcompress.tables.rounding import RoundingSchedule, hard_round_ste, soft_round_gumbel
+from nerfcompress.tables.symbols import CodingTablesPart, FloatPart, RangePart, SymbolLayout, TableSymbols
 
 MIN_DECODER_NORM = 1e-4
 """Floor of the decoder norm in :meth:`ShaciraTable.learning_rate_scales` (no division by 0)."""
@@ -27,6 +29,11 @@ word; measured: 1 to 36 bits, 17 on average)."""
 
 class ShaciraTable(FeatureTable):
     """Latent table with annealed soft rounding and a learned entropy model.
+
+    Stored form (kind ``"shacira"``, setting ``latent_dim``): shared sections ``cdf`` (the
+    integer coding tables the exporter derives from the prior, one per channel) and ``decoder``
+    (fp16 weight ``[F, D]`` and bias ``[F]``); level ``l``'s section holds its integer latents
+    ``[rows_l, D]`` range-coded under ``cdf``. The prior itself is not stored.
 
     Args:
         num_rows: total rows of the grid.
@@ -182,3 +189,40 @@ class ShaciraTable(FeatureTable):
         decoder_bits = 16.0 * sum(p.numel() for p in self.decoder.parameters())
         stream_bits = estimate_bits(latents, tables) + STREAM_END_BITS * self.num_levels
         return stream_bits + table_bits + decoder_bits
+
+    def storages(self) -> Tuple[str, ...]:
+        return ("shacira",)
+
+    def symbol_layout(self, storage: Optional[str] = None) -> SymbolLayout:
+        self.check_storage(storage)
+        dim, features = self.latent_dim, self.num_features
+        shared = {
+            "cdf": {"tables": CodingTablesPart(dim)},
+            "decoder": {"weight": FloatPart((features, dim)), "bias": FloatPart((features,))},
+        }
+        levels = tuple({"latents": RangePart(rows, dim, "cdf")} for rows in self.level_rows)
+        return SymbolLayout("shacira", {"latent_dim": dim}, shared, levels)
+
+    @torch.no_grad()
+    def to_symbols(self, storage: Optional[str] = None) -> TableSymbols:
+        self.check_storage(storage)
+        latents = self.integer_latents().cpu().numpy()  # int32 [rows, D]
+        decoder = {name: p.detach().cpu().float().numpy() for name, p in self.decoder.named_parameters()}
+        levels = np.split(latents, np.cumsum(self.level_rows)[:-1])
+        return TableSymbols(
+            shared={"cdf": {"tables": build_tables(latents, self.prior.pmf)}, "decoder": decoder},
+            levels=[{"latents": level} for level in levels],
+        )
+
+    @torch.no_grad()
+    def from_symbols(self, symbols: TableSymbols, storage: Optional[str] = None) -> None:
+        self.check_storage(storage)
+        self.latents.zero_()  # levels not decoded stay zero
+        offset = 0
+        for values in symbols.levels:
+            level = torch.from_numpy(values["latents"])
+            self.latents[offset : offset + len(level)] = level.to(self.latents.dtype)
+            offset += len(level)
+        self.decoder.weight.copy_(torch.from_numpy(symbols.shared["decoder"]["weight"]))
+        self.decoder.bias.copy_(torch.from_numpy(symbols.shared["decoder"]["bias"]))
+        self.clear_cache()

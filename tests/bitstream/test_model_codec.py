@@ -11,22 +11,16 @@ from nerfcompress.bitstream.container import (
     write_container,
 )
 from nerfcompress.bitstream.levels import decodable_levels, level_prefix_bytes
-from nerfcompress.bitstream.model_codec import (
-    UnsupportedTableError,
-    decode_shacira_latents,
-    decode_tables,
-    encode_tables,
-    pack_channel_tables,
-    unpack_channel_tables,
-)
+from nerfcompress.bitstream.model_codec import UnsupportedTableError, decode_tables, encode_tables
+from nerfcompress.bitstream.symbol_codec import pack_channel_tables, unpack_channel_tables
 from nerfcompress.entropy.coder import ChannelTables, decode_latents
 from nerfcompress.errors import BitstreamError
 from nerfcompress.grid import GridLayout, interp_torch
-from nerfcompress.tables import PlainTable, ShaciraTable, VqadTable
+from nerfcompress.tables import FeatureTable, PlainTable, ShaciraTable, VqadTable
 
 # SHA-256 of the tiny export built by _fixed_tables(); changes only with the file format (and
 # with zlib's deflate output for the header, identical for every stock zlib).
-GOLDEN_SHA256 = "99817d7072a9ae5b2398cd5c0ffa977bced225d7b808df0257b3d2f099e35e14"
+GOLDEN_SHA256 = "a9381716d9ff094d0d804326051da46cbd9d393a094554d8edd6599e5ec88cd1"
 
 
 def _fixed_tables() -> tuple[ShaciraTable, PlainTable]:
@@ -62,8 +56,7 @@ def test_round_trip_restores_integer_latents_and_fp16_values():
     assert torch.equal(fresh[0].integer_latents(), shacira.integer_latents())
     assert torch.equal(fresh[0].decoder.weight, shacira.decoder.weight.half().float())
     assert torch.equal(fresh[1].rows, plain.rows.half().float())
-    direct = decode_shacira_latents(header["grids"][0], sections, max_rows=40)
-    np.testing.assert_array_equal(direct, shacira.integer_latents().numpy())
+    assert "decoder" not in header["grids"][0]  # shapes come from the rebuilt table's layout
 
 
 def test_each_shacira_level_is_its_own_bit_exact_stream_under_the_shared_tables():
@@ -73,8 +66,6 @@ def test_each_shacira_level_is_its_own_bit_exact_stream_under_the_shared_tables(
     latents = shacira.integer_latents().numpy()
     np.testing.assert_array_equal(decode_latents(sections["g0.l0"], 8, tables), latents[:8])
     np.testing.assert_array_equal(decode_latents(sections["g0.l1"], 32, tables), latents[8:])
-    coarse = decode_shacira_latents(header["grids"][0], sections, max_rows=40, num_levels=1)
-    np.testing.assert_array_equal(coarse, latents[:8])
     fresh = _fresh_fixed_tables()
     decode_tables(header["grids"], {k: v for k, v in sections.items() if not k.endswith(".l1")}, fresh, num_levels=1)
     assert torch.equal(fresh[0].integer_latents()[:8], shacira.integer_latents()[:8])
@@ -123,16 +114,24 @@ def test_mismatched_model_or_damaged_sections_raise_bitstream_error():
         {**header["grids"][0], "level_rows": [8, 33]},
         {**header["grids"][0], "level_rows": [40, 0]},
         {**header["grids"][0], "level_rows": "8, 32"},
+        {**header["grids"][0], "latent_dim": 3},
+        {**header["grids"][0], "latent_dim": True},
+        {**header["grids"][0], "coding": ["packed"]},
+        {**header["grids"][0], "extra": 1},
     ):
         with pytest.raises(BitstreamError):
-            decode_shacira_latents(bad_grid, sections, max_rows=40)
+            decode_tables([bad_grid, header["grids"][1]], sections, _fresh_fixed_tables())
+    with pytest.raises(BitstreamError, match="beyond its parts"):
+        decode_tables(
+            header["grids"], {**sections, "g0.decoder": sections["g0.decoder"] + b"\0\0"}, _fresh_fixed_tables()
+        )
 
 
-def test_a_table_kind_without_codec_is_refused_by_name():
-    class OtherTable(PlainTable):
+def test_a_table_without_a_stored_form_is_refused_by_name():
+    class OtherTable(FeatureTable):
         pass
 
-    with pytest.raises(UnsupportedTableError, match="OtherTable.*PlainTable"):
+    with pytest.raises(UnsupportedTableError, match="OtherTable has no stored form.*to_symbols"):
         encode_tables([OtherTable(16, 2)], ["g0"])
 
 

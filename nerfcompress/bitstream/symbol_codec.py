@@ -1,0 +1,252 @@
+"""The generic codings of the table codec protocol: a table's symbols <-> section payloads.
+
+A table's :class:`~nerfcompress.tables.symbols.SymbolLayout` lists sections of named parts;
+each section's payload is its parts' bytes back to back, in layout order:
+
+* ``FloatPart``: ``prod(shape)`` little-endian fp16 or fp32 values, row-major.
+* ``CodingTablesPart``: int32 ``lo [D]``, uint32 ``support [D]``, then every channel's uint32
+  counts back to back (:func:`pack_channel_tables`).
+* ``RangePart``: the symbols' channels one after another (channel 0 first) in one
+  range-coder stream of little-endian uint32 words under the named shared tables
+  (:func:`~nerfcompress.entropy.coder.encode_latents`).
+* ``IndexPart``: ``"packed"`` or ``"range"`` bytes (:mod:`nerfcompress.entropy.indices`),
+  whichever is smaller; the choice is returned as the part's *coding*, and the header keeps
+  the codings of a table's index parts in a list, in file order.
+
+Decoding reads only the layout (shapes, widths, from the rebuilt model) and the untrusted
+bytes: every length is checked against the bytes that remain before anything is allocated, and
+a section must hold exactly its parts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
+
+import numpy as np
+
+from nerfcompress.bitstream.container import level_section_name, required_section
+from nerfcompress.entropy.coder import ChannelTables, decode_latents, encode_latents
+from nerfcompress.entropy.indices import CODINGS, decode_indices, encode_indices
+from nerfcompress.errors import BitstreamError
+from nerfcompress.tables.symbols import (
+    CodingTablesPart,
+    FloatPart,
+    IndexPart,
+    RangePart,
+    Section,
+    SymbolLayout,
+    TableSymbols,
+)
+
+
+def pack_channel_tables(tables: ChannelTables) -> bytes:
+    """``lo`` int32 ``[D]``, ``support`` uint32 ``[D]``, then the counts, all little-endian."""
+    support = np.asarray(tables.support, dtype="<u4")
+    return b"".join(
+        [tables.lo.astype("<i4").tobytes(), support.tobytes(), *(f.astype("<u4").tobytes() for f in tables.freq)]
+    )
+
+
+def unpack_channel_tables(payload: bytes, num_channels: int) -> ChannelTables:
+    """Inverse of :func:`pack_channel_tables`; every length is checked before it is used.
+
+    Raises:
+        BitstreamError: if the payload is too short or long for its supports, or the tables
+            are invalid (a zero count, a support below 2, a range outside int32).
+    """
+    if len(payload) < 8 * num_channels:
+        raise BitstreamError(f"coding tables hold {len(payload)} bytes, need at least {8 * num_channels}")
+    lo = np.frombuffer(payload, dtype="<i4", count=num_channels).astype(np.int32)
+    support = np.frombuffer(payload, dtype="<u4", count=num_channels, offset=4 * num_channels).astype(np.int64)
+    if 4 * (2 * num_channels + int(support.sum())) != len(payload):
+        raise BitstreamError(
+            f"coding tables declare supports {support.tolist()[:8]} but hold {len(payload)} bytes; the file is corrupt"
+        )
+    freq, offset = [], 8 * num_channels
+    for s in support.tolist():
+        freq.append(np.frombuffer(payload, dtype="<u4", count=s, offset=offset).astype(np.uint32))
+        offset += 4 * s
+    try:
+        return ChannelTables(lo=lo, freq=tuple(freq))
+    except ValueError as exc:
+        raise BitstreamError(f"coding tables are invalid ({exc}); the file is corrupt") from exc
+
+
+def _channel_tables_bytes(payload: memoryview, num_channels: int) -> int:
+    """Bytes of the coding tables at the start of ``payload`` (from their declared supports)."""
+    if len(payload) < 8 * num_channels:
+        raise BitstreamError(f"coding tables hold {len(payload)} bytes, need at least {8 * num_channels}")
+    support = np.frombuffer(payload, dtype="<u4", count=num_channels, offset=4 * num_channels)
+    return 4 * (2 * num_channels + int(support.astype(np.int64).sum()))
+
+
+def _encode_part(part, value, tables: Mapping[str, ChannelTables], where: str) -> Tuple[bytes, List[str]]:
+    if isinstance(part, FloatPart):
+        array = np.asarray(value, dtype=np.float32)
+        if array.shape != tuple(part.shape):
+            raise ValueError(f"{where}: expected float values of shape {part.shape}, found {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{where} holds NaN or infinity")
+        with np.errstate(over="ignore"):
+            stored = array.astype(part.dtype)
+        if not np.isfinite(stored).all():
+            raise ValueError(f"{where} overflows {part.dtype}")
+        return stored.tobytes(), []
+    if isinstance(part, CodingTablesPart):
+        if not isinstance(value, ChannelTables) or value.num_channels != part.channels:
+            raise ValueError(f"{where}: expected ChannelTables of {part.channels} channels, found {value!r:.80}")
+        return pack_channel_tables(value), []
+    if isinstance(part, RangePart):
+        shape = (part.rows, part.channels)
+        if not (isinstance(value, np.ndarray) and value.dtype == np.int32 and value.shape == shape):
+            raise ValueError(f"{where}: expected int32 [{part.rows}, {part.channels}], found {value!r:.80}")
+        return encode_latents(value, tables[part.tables]), []
+    if not (isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.shape == (part.count,)):
+        raise ValueError(f"{where}: expected uint8 [{part.count}], found {value!r:.80}")
+    coding, data = encode_indices(value, part.bits)
+    return data, [coding]
+
+
+def encode_symbols(layout: SymbolLayout, symbols: TableSymbols, name: str) -> Tuple[List[str], List[Tuple[str, bytes]]]:
+    """Section payloads of one table.
+
+    Args:
+        layout: the table's layout.
+        symbols: its values, every level present.
+        name: the grid's name, the prefix of its sections.
+
+    Returns:
+        ``(codings, sections)``: the coding of every index part in file order, and
+        ``(section name, payload)`` in layout order (shared sections, then level 0, 1, ...).
+
+    Raises:
+        ValueError: if the symbols do not match the layout.
+    """
+    if len(symbols.levels) != len(layout.levels) or set(symbols.shared) != set(layout.shared):
+        raise ValueError(f"grid '{name}': symbols of {len(symbols.levels)} levels do not match the layout")
+    tables: Dict[str, ChannelTables] = {}
+    codings: List[str] = []
+    sections = []
+    values = [*(symbols.shared[suffix] for suffix in layout.shared), *symbols.levels]
+    for (suffix, section), section_values in zip(layout.sections(), values):
+        if set(section_values) != set(section):
+            found = sorted(section_values)
+            raise ValueError(f"grid '{name}' section {suffix}: parts {found}, expected {list(section)}")
+        parts = []
+        for part_name, part in section.items():
+            data, part_codings = _encode_part(part, section_values[part_name], tables, f"'{name}.{suffix}' {part_name}")
+            parts.append(data)
+            codings += part_codings
+            if isinstance(part, CodingTablesPart):
+                tables[suffix] = section_values[part_name]
+        sections.append((f"{name}.{suffix}", b"".join(parts)))
+    return codings, sections
+
+
+def _decode_part(
+    part, payload: memoryview, codings: Iterator[str], tables: Mapping[str, ChannelTables], where: str
+) -> Tuple[Any, int]:
+    """``(value, bytes used)`` of the part at the start of ``payload``."""
+    if isinstance(part, FloatPart):
+        itemsize = np.dtype(part.dtype).itemsize
+        count = math.prod(part.shape)
+        if count * itemsize > len(payload):
+            raise BitstreamError(
+                f"{where} needs {count * itemsize} bytes, the section holds {len(payload)}; "
+                "the file is truncated or corrupt"
+            )
+        array = np.frombuffer(payload, dtype=part.dtype, count=count).astype(np.float32).reshape(part.shape)
+        if not np.isfinite(array).all():
+            raise BitstreamError(f"{where} holds NaN or infinity; the file is corrupt")
+        return array, count * itemsize
+    if isinstance(part, CodingTablesPart):
+        size = _channel_tables_bytes(payload, part.channels)
+        if size > len(payload):
+            raise BitstreamError(f"{where} declares {size} bytes of coding tables, the section holds {len(payload)}")
+        return unpack_channel_tables(bytes(payload[:size]), part.channels), size
+    if isinstance(part, RangePart):
+        symbols = decode_latents(bytes(payload), part.rows, tables[part.tables], max_rows=part.rows)
+        return symbols, len(payload)
+    coding = next(codings)
+    return decode_indices(coding, bytes(payload), part.count, part.bits), len(payload)
+
+
+def decode_section(
+    section: Section, payload: bytes, codings: Iterator[str], tables: Mapping[str, ChannelTables], where: str
+) -> Dict[str, Any]:
+    """``part name -> value`` of one section.
+
+    Args:
+        section: the section's layout (from the rebuilt model).
+        payload: the section's bytes (untrusted).
+        codings: the codings of the index parts still to come, in file order.
+        tables: the coding tables decoded so far, by shared section suffix.
+        where: the section's name, for messages.
+
+    Raises:
+        BitstreamError: if the payload does not hold exactly the section's parts.
+    """
+    view = memoryview(payload)
+    values, offset = {}, 0
+    for part_name, part in section.items():
+        values[part_name], used = _decode_part(part, view[offset:], codings, tables, f"'{where}' {part_name}")
+        offset += used
+    if offset != len(payload):
+        raise BitstreamError(
+            f"section '{where}' holds {len(payload) - offset} bytes beyond its parts; the file is corrupt"
+        )
+    return values
+
+
+def index_part_count(layout: SymbolLayout) -> int:
+    """How many index parts (and so recorded codings) a layout has."""
+    return sum(isinstance(part, IndexPart) for _, section in layout.sections() for part in section.values())
+
+
+def check_codings(codings: Any, layout: SymbolLayout, name: str) -> List[str]:
+    """The validated ``"coding"`` list of a grid entry (untrusted; None when there is none).
+
+    Raises:
+        BitstreamError: unless it is a list of one of :data:`~nerfcompress.entropy.indices.CODINGS`
+            per index part of the layout (or absent for a layout without index parts).
+    """
+    expected = index_part_count(layout)
+    if codings is None and expected == 0:
+        return []
+    if not (isinstance(codings, list) and len(codings) == expected and all(c in CODINGS for c in codings)):
+        raise BitstreamError(
+            f"grid '{name}' records codings {codings!r:.80}, expected a list of {expected} of {CODINGS}; "
+            "the file is corrupt"
+        )
+    return codings
+
+
+def decode_symbols(
+    layout: SymbolLayout, sections: Mapping[str, bytes], codings: Sequence[str], name: str, num_levels: int
+) -> TableSymbols:
+    """The symbols of one table's shared sections and its levels ``0 .. num_levels - 1``.
+
+    Args:
+        layout: the rebuilt table's layout.
+        sections: the file's sections (untrusted).
+        codings: the validated codings (:func:`check_codings`).
+        name: the grid's name.
+        num_levels: ``1 .. len(layout.levels)``.
+
+    Raises:
+        BitstreamError: on a missing or damaged section.
+    """
+    coding_iter = iter(codings)
+    tables: Dict[str, ChannelTables] = {}
+    symbols = TableSymbols()
+    for suffix, section in layout.shared.items():
+        where = f"{name}.{suffix}"
+        symbols.shared[suffix] = decode_section(section, required_section(sections, where), coding_iter, tables, where)
+        for value in symbols.shared[suffix].values():
+            if isinstance(value, ChannelTables):
+                tables[suffix] = value
+    for level, section in enumerate(layout.levels[:num_levels]):
+        where = level_section_name(name, level)
+        symbols.levels.append(decode_section(section, required_section(sections, where), coding_iter, tables, where))
+    return symbols
