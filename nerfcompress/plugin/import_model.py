@@ -39,7 +39,8 @@ from nerfcompress.bitstream.model_codec import decode_tables
 from nerfcompress.bitstream.tensors import unpack_tensors
 from nerfcompress.errors import BitstreamError
 from nerfcompress.plugin.config_fields import apply_config_json
-from nerfcompress.plugin.export import APPEARANCE_KEY, exportable_methods, is_exportable, network_parameters
+from nerfcompress.plugin.export import exportable_methods, is_exportable
+from nerfcompress.plugin.file_layout import APPEARANCE_KEY, network_parameters
 from nerfcompress.plugin.model import GridNerfactoModel, VqadNerfactoModelConfig, grid_layout
 from nerfcompress.plugin.stored_cameras import StoredCamerasDataParserConfig, write_stored_cameras
 

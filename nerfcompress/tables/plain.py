@@ -55,10 +55,6 @@ class PlainTable(FeatureTable):
     def forward(self) -> Tensor:  # no decoding work, nothing to cache
         return self.rows
 
-    def size_estimate_bits(self) -> float:
-        """fp16 storage of every row."""
-        return 16.0 * self.rows.numel()
-
     def storages(self) -> Tuple[str, ...]:
         return PLAIN_STORAGES
 

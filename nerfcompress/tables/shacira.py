@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nerfcompress.entropy.coder import build_tables, estimate_bits
+from nerfcompress.entropy.coder import build_tables
 from nerfcompress.entropy.factorized import FactorizedPrior
 from nerfcompress.tables.base import FeatureTable
 from nerfcompress.tables.rounding import RoundingSchedule, hard_round_ste, soft_round_gumbel
@@ -21,10 +21,6 @@ from nerfcompress.tables.symbols import CodingTablesPart, FloatPart, RangePart, 
 
 MIN_DECODER_NORM = 1e-4
 """Floor of the decoder norm in :meth:`ShaciraTable.learning_rate_scales` (no division by 0)."""
-
-STREAM_END_BITS = 16
-"""Average bits a range-coded stream spends beyond its ideal length (it ends on a whole 32-bit
-word; measured: 1 to 36 bits, 17 on average)."""
 
 
 class ShaciraTable(FeatureTable):
@@ -171,24 +167,6 @@ class ShaciraTable(FeatureTable):
         initialisation); the decoder grew instead (norm 1.2 after 800 demo steps) and 93 % of the
         main grid's latents stayed at 0 (measured, seed 45, BENCHMARKS.md)."""
         return {"latents": 1.0 / max(self.decoder_norm(), MIN_DECODER_NORM)}
-
-    @torch.no_grad()
-    def size_estimate_bits(self) -> float:
-        """Bits the exported file spends on this table (an estimate, not a file size).
-
-        The ideal code length of the integer latents under the integer coding tables that the
-        exporter builds from the prior (``build_tables``), plus :data:`STREAM_END_BITS` for
-        each level's range-coded stream (the file codes every level on its own), plus those
-        tables (int32 ``lo`` and uint32 support per channel, a uint32 count per symbol) and the
-        fp16 decoder. The tables renormalise the prior over the range the latents occupy, so
-        the latents' part is at most the prior's eval-mode rate.
-        """
-        latents = self.integer_latents().cpu().numpy()  # int32 [rows, D]
-        tables = build_tables(latents, self.prior.pmf)
-        table_bits = 32.0 * (2 * self.latent_dim + sum(tables.support))
-        decoder_bits = 16.0 * sum(p.numel() for p in self.decoder.parameters())
-        stream_bits = estimate_bits(latents, tables) + STREAM_END_BITS * self.num_levels
-        return stream_bits + table_bits + decoder_bits
 
     def storages(self) -> Tuple[str, ...]:
         return ("shacira",)

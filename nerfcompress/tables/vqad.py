@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nerfcompress.entropy.indices import coded_index_bits
 from nerfcompress.tables.base import FeatureTable
 from nerfcompress.tables.symbols import FloatPart, IndexPart, SymbolLayout, TableSymbols
 
@@ -188,17 +187,6 @@ class VqadTable(FeatureTable):
     def fixed_width_bits(self) -> float:
         """Bits of the paper's storage: fixed-width ``b``-bit indices plus fp16 codebooks."""
         return float(self.num_rows * self.bits + 16 * self.codebooks.numel())
-
-    @torch.no_grad()
-    def size_estimate_bits(self) -> float:
-        """Bits the exported file spends on this table, section framing aside: fp16 codebooks
-        plus each level's indices in the smaller of fixed-width packing and range coding with
-        the level's own frequency tables (:func:`~nerfcompress.entropy.indices.encode_indices`
-        is run, so this is the exporter's exact payload size)."""
-        indices = self.integer_indices().cpu().numpy()  # uint8 [rows]
-        offsets = [0, *torch.tensor(self.level_rows).cumsum(0).tolist()]
-        index_bits = sum(coded_index_bits(indices[a:b], self.bits) for a, b in zip(offsets[:-1], offsets[1:]))
-        return float(index_bits + 16 * self.codebooks.numel())
 
     def storages(self) -> Tuple[str, ...]:
         return ("vqad",)
