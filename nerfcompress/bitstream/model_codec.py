@@ -150,6 +150,21 @@ def _check_entry(entry: Any, table: FeatureTable, index: int) -> Optional[str]:
     return storage
 
 
+def check_tables(
+    grids: Any, sections: Mapping[str, bytes], tables: Sequence[FeatureTable], num_levels: Optional[int] = None
+) -> None:
+    """Checks the header's ``"grids"`` list and the sections against ``tables`` without decoding:
+    what :func:`decode_tables` checks before it allocates anything (entries, codings, section
+    lengths, streams against the rows their words can hold). ``tables`` may live on the meta
+    device (built without storage), so an importer can refuse a file before it builds its model.
+
+    Raises:
+        BitstreamError: as :func:`decode_tables`, for everything but damage inside a stream.
+        ValueError: if ``num_levels`` is not None or an int >= 1.
+    """
+    _decode(grids, sections, tables, num_levels, check=True)
+
+
 def decode_tables(
     grids: Any, sections: Mapping[str, bytes], tables: Sequence[FeatureTable], num_levels: Optional[int] = None
 ) -> None:
@@ -168,6 +183,10 @@ def decode_tables(
         BitstreamError: if the entries do not match the tables or anything fails to decode.
         ValueError: if ``num_levels`` is not None or an int >= 1.
     """
+    _decode(grids, sections, tables, num_levels, check=False)
+
+
+def _decode(grids: Any, sections: Mapping[str, bytes], tables: Sequence[FeatureTable], num_levels, check: bool) -> None:
     if num_levels is not None and (isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 1):
         raise ValueError(f"num_levels must be None or an int >= 1, found {num_levels!r}")
     if not isinstance(grids, list) or len(grids) != len(tables):
@@ -178,4 +197,6 @@ def decode_tables(
         storage = _check_entry(entry, table, index)
         layout = table.symbol_layout(storage)
         codings = check_codings(entry.get("coding"), layout, entry["name"])
-        table.from_symbols(decode_symbols(layout, sections, codings, entry["name"], levels), storage)
+        symbols = decode_symbols(layout, sections, codings, entry["name"], levels, check)
+        if not check:
+            table.from_symbols(symbols, storage)

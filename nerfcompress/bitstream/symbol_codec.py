@@ -26,8 +26,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
 import numpy as np
 
 from nerfcompress.bitstream.container import level_section_name, required_section
-from nerfcompress.entropy.coder import ChannelTables, decode_latents, encode_latents
-from nerfcompress.entropy.indices import CODINGS, decode_indices, encode_indices
+from nerfcompress.entropy.coder import ChannelTables, check_stream, decode_latents, encode_latents
+from nerfcompress.entropy.indices import CODINGS, check_indices, decode_indices, encode_indices
 from nerfcompress.errors import BitstreamError
 from nerfcompress.tables.symbols import (
     CodingTablesPart,
@@ -145,9 +145,17 @@ def encode_symbols(layout: SymbolLayout, symbols: TableSymbols, name: str) -> Tu
 
 
 def _decode_part(
-    part, payload: memoryview, codings: Iterator[str], tables: Mapping[str, ChannelTables], where: str
+    part, payload: memoryview, codings: Iterator[str], tables: Mapping[str, ChannelTables], where: str, check: bool
 ) -> Tuple[Any, int]:
-    """``(value, bytes used)`` of the part at the start of ``payload``."""
+    """``(value, bytes used)`` of the part at the start of ``payload``; with ``check``, streams
+    are only checked against the bytes they have (no value, nothing allocated)."""
+    if isinstance(part, FloatPart) and check:
+        size = math.prod(part.shape) * np.dtype(part.dtype).itemsize
+        if size > len(payload):
+            raise BitstreamError(
+                f"{where} needs {size} bytes, the section holds {len(payload)}; the file is truncated or corrupt"
+            )
+        return None, size
     if isinstance(part, FloatPart):
         itemsize = np.dtype(part.dtype).itemsize
         count = math.prod(part.shape)
@@ -165,15 +173,26 @@ def _decode_part(
         if size > len(payload):
             raise BitstreamError(f"{where} declares {size} bytes of coding tables, the section holds {len(payload)}")
         return unpack_channel_tables(bytes(payload[:size]), part.channels), size
+    if isinstance(part, RangePart) and check:
+        check_stream(bytes(payload), part.rows, tables[part.tables], max_rows=part.rows)
+        return None, len(payload)
     if isinstance(part, RangePart):
         symbols = decode_latents(bytes(payload), part.rows, tables[part.tables], max_rows=part.rows)
         return symbols, len(payload)
     coding = next(codings)
+    if check:
+        check_indices(coding, bytes(payload), part.count, part.bits)
+        return None, len(payload)
     return decode_indices(coding, bytes(payload), part.count, part.bits), len(payload)
 
 
 def decode_section(
-    section: Section, payload: bytes, codings: Iterator[str], tables: Mapping[str, ChannelTables], where: str
+    section: Section,
+    payload: bytes,
+    codings: Iterator[str],
+    tables: Mapping[str, ChannelTables],
+    where: str,
+    check: bool = False,
 ) -> Dict[str, Any]:
     """``part name -> value`` of one section.
 
@@ -183,6 +202,8 @@ def decode_section(
         codings: the codings of the index parts still to come, in file order.
         tables: the coding tables decoded so far, by shared section suffix.
         where: the section's name, for messages.
+        check: only check the payload's lengths (streams against what their words can hold);
+            the values of floats and streams are then None.
 
     Raises:
         BitstreamError: if the payload does not hold exactly the section's parts.
@@ -190,7 +211,7 @@ def decode_section(
     view = memoryview(payload)
     values, offset = {}, 0
     for part_name, part in section.items():
-        values[part_name], used = _decode_part(part, view[offset:], codings, tables, f"'{where}' {part_name}")
+        values[part_name], used = _decode_part(part, view[offset:], codings, tables, f"'{where}' {part_name}", check)
         offset += used
     if offset != len(payload):
         raise BitstreamError(
@@ -223,7 +244,12 @@ def check_codings(codings: Any, layout: SymbolLayout, name: str) -> List[str]:
 
 
 def decode_symbols(
-    layout: SymbolLayout, sections: Mapping[str, bytes], codings: Sequence[str], name: str, num_levels: int
+    layout: SymbolLayout,
+    sections: Mapping[str, bytes],
+    codings: Sequence[str],
+    name: str,
+    num_levels: int,
+    check: bool = False,
 ) -> TableSymbols:
     """The symbols of one table's shared sections and its levels ``0 .. num_levels - 1``.
 
@@ -233,6 +259,8 @@ def decode_symbols(
         codings: the validated codings (:func:`check_codings`).
         name: the grid's name.
         num_levels: ``1 .. len(layout.levels)``.
+        check: only check lengths (see :func:`decode_section`), allocating nothing the layout
+            sizes call for.
 
     Raises:
         BitstreamError: on a missing or damaged section.
@@ -242,11 +270,13 @@ def decode_symbols(
     symbols = TableSymbols()
     for suffix, section in layout.shared.items():
         where = f"{name}.{suffix}"
-        symbols.shared[suffix] = decode_section(section, required_section(sections, where), coding_iter, tables, where)
+        payload = required_section(sections, where)
+        symbols.shared[suffix] = decode_section(section, payload, coding_iter, tables, where, check)
         for value in symbols.shared[suffix].values():
             if isinstance(value, ChannelTables):
                 tables[suffix] = value
     for level, section in enumerate(layout.levels[:num_levels]):
         where = level_section_name(name, level)
-        symbols.levels.append(decode_section(section, required_section(sections, where), coding_iter, tables, where))
+        payload = required_section(sections, where)
+        symbols.levels.append(decode_section(section, payload, coding_iter, tables, where, check))
     return symbols

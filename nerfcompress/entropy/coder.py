@@ -24,6 +24,9 @@ import numpy as np
 
 from nerfcompress.errors import BitstreamError
 
+CODER = "constriction.stream.queue.RangeEncoder+Categorical(perfect=False)"
+"""The coder every range-coded stream of a file uses, as the header records it."""
+
 _INT32_MAX = 2**31 - 1
 _MAX_TOTAL = 1 << 24  # constriction's Categorical has 24 bits of precision
 _SLACK_BITS = 64  # range-coder termination: the stream may be this much shorter than ideal
@@ -209,6 +212,30 @@ def _max_rows_for(num_words: int, tables: ChannelTables) -> float:
     return 2 * (32 * num_words + _SLACK_BITS) / bits_per_row
 
 
+def check_stream(data: bytes, num_rows: int, tables: ChannelTables, max_rows: int = 1 << 27) -> None:
+    """The checks :func:`decode_latents` makes before it allocates anything.
+
+    Raises:
+        BitstreamError: if the length is not a whole number of words or ``num_rows`` is
+            negative, above ``max_rows`` or more than the data can hold (see :func:`_max_rows_for`).
+        ValueError: if ``max_rows`` is negative.
+    """
+    if max_rows < 0:
+        raise ValueError(f"max_rows must be >= 0, found {max_rows}")
+    if len(data) % 4:
+        raise BitstreamError(
+            f"latent stream is {len(data)} bytes, not a whole number of 4-byte words; the file is truncated or corrupt"
+        )
+    num_words = len(data) // 4
+    if not 0 <= num_rows <= max_rows:
+        raise BitstreamError(f"latent stream claims {num_rows} rows, expected 0 .. {max_rows}; the file is corrupt")
+    if num_rows > _max_rows_for(num_words, tables):
+        raise BitstreamError(
+            f"latent stream claims {num_rows} rows but its {num_words} words can hold at most "
+            f"{int(_max_rows_for(num_words, tables))}; the file is truncated or corrupt"
+        )
+
+
 def decode_latents(data: bytes, num_rows: int, tables: ChannelTables, max_rows: int = 1 << 27) -> np.ndarray:
     """Decode what :func:`encode_latents` wrote.
 
@@ -232,32 +259,48 @@ def decode_latents(data: bytes, num_rows: int, tables: ChannelTables, max_rows: 
             or impossible for this data, words are left over, or the decoder fails.
         ValueError: if ``max_rows`` is negative.
     """
-    if max_rows < 0:
-        raise ValueError(f"max_rows must be >= 0, found {max_rows}")
-    if len(data) % 4:
-        raise BitstreamError(
-            f"latent stream is {len(data)} bytes, not a whole number of 4-byte words; the file is truncated or corrupt"
-        )
-    num_words = len(data) // 4
-    if not 0 <= num_rows <= max_rows:
-        raise BitstreamError(f"latent stream claims {num_rows} rows, expected 0 .. {max_rows}; the file is corrupt")
-    if num_rows > _max_rows_for(num_words, tables):
-        raise BitstreamError(
-            f"latent stream claims {num_rows} rows but its {num_words} words can hold at most "
-            f"{int(_max_rows_for(num_words, tables))}; the file is truncated or corrupt"
-        )
+    check_stream(data, num_rows, tables, max_rows)
     out = np.empty((num_rows, tables.num_channels), dtype=np.int32)
     try:
-        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-        for c, model in enumerate(_models(tables)):
+        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        decoder = constriction.stream.queue.RangeDecoder(words)
+        models = _models(tables)
+        for c, model in enumerate(models):
             out[:, c] = decoder.decode(model, num_rows)
         exhausted = decoder.maybe_exhausted()
     except Exception as exc:  # constriction reports damage as AssertionError/KeyError/ValueError
         raise BitstreamError(f"latent stream is corrupt ({type(exc).__name__}: {exc}); re-export the file") from exc
     if not exhausted:
         raise BitstreamError("latent stream has data left after the last row; the file is corrupt")
+    check_canonical(words, [(out[:, c], model) for c, model in enumerate(models)], "latent stream")
     out += tables.lo
     return out
+
+
+def check_canonical(words: np.ndarray, coded: list, what: str) -> None:
+    """Refuses a stream that is not exactly what the encoder writes for the symbols it decoded to.
+
+    ``maybe_exhausted`` accepts a stream followed by one more word (any value); re-encoding the
+    decoded symbols and comparing the words refuses that, and any other stream the encoder would
+    not have written, at the cost of one encode.
+
+    Args:
+        words: the stream, uint32 ``[W]``.
+        coded: ``(symbols int32 [n], model)`` in coding order.
+        what: the stream's name, for the message.
+
+    Raises:
+        BitstreamError: if the words differ from the re-encoded ones.
+    """
+    encoder = constriction.stream.queue.RangeEncoder()
+    for symbols, model in coded:
+        if len(symbols):
+            encoder.encode(np.ascontiguousarray(symbols, dtype=np.int32), model)
+    canonical = encoder.get_compressed()
+    if len(canonical) != len(words) or not np.array_equal(canonical, words):
+        extra = len(words) - len(canonical)
+        detail = f"{extra} word(s) after the end of the stream" if extra > 0 else "words the encoder would not write"
+        raise BitstreamError(f"{what} holds {detail}; the file is corrupt")
 
 
 def estimate_bits(latents: np.ndarray, tables: ChannelTables) -> float:

@@ -7,34 +7,45 @@ and ``estimated_size_bytes`` in ``ns-eval`` count the same thing
 (:meth:`~nerfcompress.plugin.model.GridNerfactoModel.estimated_size_bytes`), so the logged size
 is the size of the file an export at that step writes, to the byte.
 
-Sections in file order: ``cameras`` (fp32 ``c2w [N, 3, 4]``, ``intrinsics [N, 4]`` = fx, fy,
-cx, cy, uint32 ``size [N, 2]`` = width, height), ``networks`` (every parameter rendering needs
-besides the grids, fp16, plus the average appearance embedding), then the grids' sections:
-every grid's shared sections (main field first, then the proposal grids), then level 0 of
-every grid, level 1 of every grid, ... (:mod:`nerfcompress.bitstream.model_codec`). The header
-holds the method name, the model config's plain fields, grid layouts, scene box, dataparser
-transform/scale and settings, the tensor specs and the coder's name and version.
+Sections in file order: ``cameras`` (the training cameras for the viewer, quantised poses and
+shared intrinsics, :mod:`nerfcompress.bitstream.cameras`), ``networks`` (every parameter
+rendering needs besides the grids, then the average appearance embedding, in
+:func:`network_parameters` order, each tensor quantised with its own step and range-coded,
+:mod:`nerfcompress.bitstream.quantized_tensors`), then the grids' sections: every grid's shared
+sections (main field first, then the proposal grids), then level 0 of every grid, level 1 of
+every grid, ... (:mod:`nerfcompress.bitstream.model_codec`).
+
+The header holds the method name, the step, the versions that wrote the file and the coder, the
+allow-listed model settings (:mod:`nerfcompress.plugin.model_settings`), the dataparser's
+registered name and the fields where it differs from that parser's defaults (the dataset path
+left out), the scene box and dataparser transform and scale (float32 values, written in the
+shortest decimal that reads back to them), the camera count and the grid entries. Tensor shapes
+are not stored: the importer rebuilds the model from the settings and reads what it needs.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from nerfstudio.configs.dataparser_configs import all_dataparsers
 from torch import nn
 
+from nerfcompress.bitstream.cameras import encode_cameras
 from nerfcompress.bitstream.container import header_size_bytes, section_frame_bytes
 from nerfcompress.bitstream.model_codec import TableCodec, encode_tables
-from nerfcompress.bitstream.tensors import pack_tensors
-from nerfcompress.plugin.config_fields import config_to_json
+from nerfcompress.bitstream.quantized_tensors import encode_quantized_tensors
+from nerfcompress.entropy.coder import CODER
+from nerfcompress.plugin.config_fields import config_diff
+from nerfcompress.plugin.model_settings import stored_settings
 
-APPEARANCE_KEY = "appearance_average"
-"""Name of the average appearance embedding ``[appearance_embed_dim]`` in the networks section."""
+NETWORK_PRECISION_BITS = 6
+"""Bits each network tensor keeps below its RMS in the file (its quantisation step is
+``2**(floor(log2 rms) - NETWORK_PRECISION_BITS)``); chosen on lego100's val split (BENCHMARKS.md)."""
 
 Sections = List[Tuple[str, bytes]]
 
@@ -42,6 +53,21 @@ Sections = List[Tuple[str, bytes]]
 def grid_names(num_grids: int) -> List[str]:
     """Section prefixes of the grids in :meth:`GridNerfactoModel.grid_encodings` order."""
     return ["main", *(f"prop{i}" for i in range(num_grids - 1))]
+
+
+def _float32(values: Any) -> Any:
+    """Nested lists of floats as the shortest decimals that read back to the same float32."""
+    return np.vectorize(lambda v: float(str(np.float32(v))), otypes=[object])(np.asarray(values)).tolist()
+
+
+def stored_networks(model) -> List[torch.Tensor]:
+    """The tensors of the ``networks`` section, in order: :func:`network_parameters`, then the
+    average appearance embedding ``[appearance_embed_dim]`` if the model has one."""
+    tensors = [p.detach().cpu() for p in network_parameters(model).values()]
+    embedding = getattr(model.field, "embedding_appearance", None)
+    if embedding is not None:
+        tensors.append(embedding.mean(dim=0).detach().cpu())
+    return tensors
 
 
 def network_parameters(model) -> "OrderedDict[str, nn.Parameter]":
@@ -79,13 +105,15 @@ class FileContext:
         outputs = datamanager.train_dataparser_outputs
         cameras = outputs.cameras
         names = [name for name, cfg in all_dataparsers.items() if type(cfg) is type(dataparser_config)]
+        fields = config_diff(dataparser_config, all_dataparsers[names[0]]) if names else {}
+        fields.pop("data", None)  # the dataset's path on the training machine: evaluation passes its own
         return cls(
             method=method,
-            dataparser={"name": names[0] if names else None, "fields": config_to_json(dataparser_config)},
+            dataparser={"name": names[0] if names else None, "fields": fields},
             scene={
-                "scene_box": outputs.scene_box.aabb.float().tolist(),
-                "dataparser_transform": outputs.dataparser_transform.float().tolist(),
-                "dataparser_scale": float(outputs.dataparser_scale),
+                "scene_box": _float32(outputs.scene_box.aabb.float()),
+                "dataparser_transform": _float32(outputs.dataparser_transform.float()),
+                "dataparser_scale": _float32(float(outputs.dataparser_scale)),
             },
             cameras={
                 "c2w": cameras.camera_to_worlds.detach().float().cpu(),
@@ -111,26 +139,20 @@ def model_file(model, context: FileContext, step: int, codec: Optional[TableCode
     Raises:
         UnsupportedTableError: if a table has no stored form (or not ``codec``'s).
     """
-    networks: Dict[str, Any] = dict(network_parameters(model))
-    embedding = getattr(model.field, "embedding_appearance", None)
-    if embedding is not None:
-        networks[APPEARANCE_KEY] = embedding.mean(dim=0)
-    network_spec, network_bytes = pack_tensors(networks, "<f2")
-    cameras = dict(context.cameras, size=context.cameras["size"].numpy().astype("<u4"))
-    camera_spec, camera_bytes = pack_tensors(cameras, None)
+    network_bytes = encode_quantized_tensors([t.numpy() for t in stored_networks(model)], NETWORK_PRECISION_BITS)
+    cameras = context.cameras
+    camera_bytes = encode_cameras(cameras["c2w"].numpy(), cameras["intrinsics"].numpy(), cameras["size"].numpy())
     encodings = model.grid_encodings()
     grids, grid_sections = encode_tables([e.table for e in encodings], grid_names(len(encodings)), codec)
     header = {
         "method": context.method,
         "step": int(step),
         "versions": {name: version(name) for name in ("nerfcompress", "nerfstudio", "constriction")},
-        "coder": "constriction.stream.queue.RangeEncoder, Categorical(perfect=False) from stored uint32 counts",
-        "model": config_to_json(model.config),
+        "coder": CODER,
+        "model": stored_settings(model.config),
         "dataparser": context.dataparser,
         "scene": context.scene,
-        "layouts": [dataclasses.asdict(e.layout) for e in encodings],
-        "cameras": camera_spec,
-        "networks": network_spec,
+        "cameras": len(cameras["c2w"]),
         "grids": grids,
     }
     return header, [("cameras", camera_bytes), ("networks", network_bytes), *grid_sections]
