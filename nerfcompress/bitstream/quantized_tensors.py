@@ -11,6 +11,8 @@ rebuilt on both sides from the stored integers alone.
 
 Payload::
 
+    4       CRC32 of every tensor's integers ``q`` as little-endian int32, in order (checked after
+            decoding: a stream that decodes to other integers is refused)
     per tensor, in order (11 bytes each):
         1   e, int8: the step is 2**e
         4   lo, int32: smallest integer
@@ -33,10 +35,12 @@ from typing import List, Sequence
 import constriction
 import numpy as np
 
+from nerfcompress.bitstream.symbol_codec import symbols_checksum
 from nerfcompress.entropy.coder import check_canonical, quantize_pmf
 from nerfcompress.errors import BitstreamError
 
 _ENTRY = struct.Struct("<biiH")
+_CHECKSUM = struct.Struct("<I")
 MAX_SUPPORT = 1 << 16
 """Most integers one tensor's table may span (its table costs ``4 * support`` bytes in memory)."""
 _MAX_ABS = (1 << 24) - 1  # integers beyond this would not be exact in float32
@@ -99,7 +103,7 @@ def encode_quantized_tensors(tensors: Sequence[np.ndarray], precision_bits: int)
     """
     if not 0 <= precision_bits <= 12:
         raise ValueError(f"precision_bits must be in 0..12, found {precision_bits}")
-    entries, symbols, models = [], [], []
+    entries, symbols, models, lows = [], [], [], []
     for index, tensor in enumerate(tensors):
         values = np.asarray(tensor, dtype=np.float32).reshape(-1)
         if not np.isfinite(values).all():
@@ -110,13 +114,15 @@ def encode_quantized_tensors(tensors: Sequence[np.ndarray], precision_bits: int)
             raise ValueError(f"tensor #{index} spans integers {lo} .. {hi}, too wide to store")
         theta = _best_theta(q, lo, hi)
         entries.append(_ENTRY.pack(exponent, lo, hi, theta))
+        lows.append(lo)
         symbols.append((q - lo).astype(np.int32))
         models.append(constriction.stream.model.Categorical(_counts(lo, hi, theta).astype(np.float64), perfect=False))
     encoder = constriction.stream.queue.RangeEncoder()
     for sym, model in zip(symbols, models):
         if sym.size:
             encoder.encode(sym, model)
-    return b"".join(entries) + encoder.get_compressed().astype("<u4").tobytes()
+    checksum = _CHECKSUM.pack(symbols_checksum([s + lo for s, lo in zip(symbols, lows)]))
+    return checksum + b"".join(entries) + encoder.get_compressed().astype("<u4").tobytes()
 
 
 def decode_quantized_tensors(payload: bytes, counts: Sequence[int]) -> List[np.ndarray]:
@@ -133,13 +139,13 @@ def decode_quantized_tensors(payload: bytes, counts: Sequence[int]) -> List[np.n
         BitstreamError: if the payload is too short, an entry is impossible, or the stream is
             damaged or has words left over.
     """
-    head = _ENTRY.size * len(counts)
+    head = _CHECKSUM.size + _ENTRY.size * len(counts)
     if len(payload) < head or (len(payload) - head) % 4:
         raise BitstreamError(
-            f"quantized tensors hold {len(payload)} bytes, expected {head} bytes of entries for {len(counts)} "
-            "tensors and whole 4-byte words after them; the file is truncated or corrupt"
+            f"quantized tensors hold {len(payload)} bytes, expected {head} bytes of checksum and entries for "
+            f"{len(counts)} tensors and whole 4-byte words after them; the file is truncated or corrupt"
         )
-    entries = [_ENTRY.unpack_from(payload, _ENTRY.size * i) for i in range(len(counts))]
+    entries = [_ENTRY.unpack_from(payload, _CHECKSUM.size + _ENTRY.size * i) for i in range(len(counts))]
     for index, (exponent, lo, hi, theta) in enumerate(entries):
         if not (-126 <= exponent <= 127 and lo <= hi and hi - lo + 1 <= MAX_SUPPORT and theta >= 1):
             raise BitstreamError(
@@ -149,7 +155,7 @@ def decode_quantized_tensors(payload: bytes, counts: Sequence[int]) -> List[np.n
         if max(abs(lo), abs(hi)) > _MAX_ABS:
             raise BitstreamError(f"quantized tensor #{index} declares integers {lo} .. {hi}; the file is corrupt")
     words = np.frombuffer(payload, dtype="<u4", offset=head).astype(np.uint32)
-    out, coded = [], []
+    out, coded, integers = [], [], []
     try:
         decoder = constriction.stream.queue.RangeDecoder(words)
         for count, (exponent, lo, hi, theta) in zip(counts, entries):
@@ -160,6 +166,7 @@ def decode_quantized_tensors(payload: bytes, counts: Sequence[int]) -> List[np.n
                 raise BitstreamError(f"a quantized tensor decodes beyond its declared range {lo} .. {hi}")
             out.append(q.astype(np.float32) * np.float32(2.0**exponent))
             coded.append((symbols, model))
+            integers.append(q.astype(np.int32))
         exhausted = decoder.maybe_exhausted()
     except BitstreamError:
         raise
@@ -168,4 +175,9 @@ def decode_quantized_tensors(payload: bytes, counts: Sequence[int]) -> List[np.n
     if not exhausted:
         raise BitstreamError("quantized tensors' stream has data left after the last tensor; the file is corrupt")
     check_canonical(words, coded, "quantized tensors' stream")
+    if symbols_checksum(integers) != _CHECKSUM.unpack_from(payload)[0]:
+        raise BitstreamError(
+            "quantized tensors decode to integers whose checksum differs from the one stored: the file is corrupt, "
+            "or its range coder decodes differently from the one that wrote it"
+        )
     return out

@@ -13,6 +13,12 @@ each section's payload is its parts' bytes back to back, in layout order:
   whichever is smaller; the choice is returned as the part's *coding*, and the header keeps
   the codings of a table's index parts in a list, in file order.
 
+A section with a range-coded part (a ``RangePart``, or an ``IndexPart`` coded ``"range"``)
+starts with a uint32 CRC32 of the symbols those parts decode to (each part's symbols as
+little-endian int32 for a ``RangePart``, uint8 for an ``IndexPart``, in part order). The
+container's CRC32 guards the bytes; this one guards the decoding: a stream that a different
+coder (or a damaged one) decodes to other symbols is refused (:func:`symbols_checksum`).
+
 Decoding reads only the layout (shapes, widths, from the rebuilt model) and the untrusted
 bytes: every length is checked against the bytes that remain before anything is allocated, and
 a section must hold exactly its parts.
@@ -21,7 +27,9 @@ a section must hold exactly its parts.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
+import struct
+import zlib
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -81,6 +89,22 @@ def _channel_tables_bytes(payload: memoryview, num_channels: int) -> int:
     return 4 * (2 * num_channels + int(support.astype(np.int64).sum()))
 
 
+_CHECKSUM = struct.Struct("<I")
+
+
+def _entropy_coded(part, coding: Optional[str]) -> bool:
+    return isinstance(part, RangePart) or (isinstance(part, IndexPart) and coding == "range")
+
+
+def symbols_checksum(symbols: Sequence[np.ndarray]) -> int:
+    """CRC32 of decoded symbols: int32 arrays as little-endian int32, uint8 arrays as bytes, in order."""
+    crc = 0
+    for array in symbols:
+        stored = array.astype("<i4") if array.dtype != np.uint8 else array
+        crc = zlib.crc32(np.ascontiguousarray(stored).tobytes(), crc)
+    return crc
+
+
 def _encode_part(part, value, tables: Mapping[str, ChannelTables], where: str) -> Tuple[bytes, List[str]]:
     if isinstance(part, FloatPart):
         array = np.asarray(value, dtype=np.float32)
@@ -133,19 +157,24 @@ def encode_symbols(layout: SymbolLayout, symbols: TableSymbols, name: str) -> Tu
         if set(section_values) != set(section):
             found = sorted(section_values)
             raise ValueError(f"grid '{name}' section {suffix}: parts {found}, expected {list(section)}")
-        parts = []
+        parts, coded = [], []
         for part_name, part in section.items():
-            data, part_codings = _encode_part(part, section_values[part_name], tables, f"'{name}.{suffix}' {part_name}")
+            value = section_values[part_name]
+            data, part_codings = _encode_part(part, value, tables, f"'{name}.{suffix}' {part_name}")
             parts.append(data)
             codings += part_codings
+            if _entropy_coded(part, part_codings[0] if part_codings else None):
+                coded.append(value)
             if isinstance(part, CodingTablesPart):
-                tables[suffix] = section_values[part_name]
+                tables[suffix] = value
+        if coded:
+            parts.insert(0, _CHECKSUM.pack(symbols_checksum(coded)))
         sections.append((f"{name}.{suffix}", b"".join(parts)))
     return codings, sections
 
 
 def _decode_part(
-    part, payload: memoryview, codings: Iterator[str], tables: Mapping[str, ChannelTables], where: str, check: bool
+    part, payload: memoryview, coding: Optional[str], tables: Mapping[str, ChannelTables], where: str, check: bool
 ) -> Tuple[Any, int]:
     """``(value, bytes used)`` of the part at the start of ``payload``; with ``check``, streams
     are only checked against the bytes they have (no value, nothing allocated)."""
@@ -179,7 +208,6 @@ def _decode_part(
     if isinstance(part, RangePart):
         symbols = decode_latents(bytes(payload), part.rows, tables[part.tables], max_rows=part.rows)
         return symbols, len(payload)
-    coding = next(codings)
     if check:
         check_indices(coding, bytes(payload), part.count, part.bits)
         return None, len(payload)
@@ -189,7 +217,7 @@ def _decode_part(
 def decode_section(
     section: Section,
     payload: bytes,
-    codings: Iterator[str],
+    codings: Sequence[str],
     tables: Mapping[str, ChannelTables],
     where: str,
     check: bool = False,
@@ -199,24 +227,38 @@ def decode_section(
     Args:
         section: the section's layout (from the rebuilt model).
         payload: the section's bytes (untrusted).
-        codings: the codings of the index parts still to come, in file order.
+        codings: the codings of the section's index parts, in order (validated).
         tables: the coding tables decoded so far, by shared section suffix.
         where: the section's name, for messages.
         check: only check the payload's lengths (streams against what their words can hold);
             the values of floats and streams are then None.
 
     Raises:
-        BitstreamError: if the payload does not hold exactly the section's parts.
+        BitstreamError: if the payload does not hold exactly the section's parts, or the
+            range-coded parts decode to symbols whose checksum is not the stored one.
     """
+    coding_of = dict(zip([n for n, p in section.items() if isinstance(p, IndexPart)], codings))
+    checked = any(_entropy_coded(part, coding_of.get(name)) for name, part in section.items())
     view = memoryview(payload)
-    values, offset = {}, 0
+    offset = _CHECKSUM.size if checked else 0
+    if len(payload) < offset:
+        raise BitstreamError(f"section '{where}' holds {len(payload)} bytes, too few for its checksum; corrupt file")
+    values: Dict[str, Any] = {}
     for part_name, part in section.items():
-        values[part_name], used = _decode_part(part, view[offset:], codings, tables, f"'{where}' {part_name}", check)
+        coding = coding_of.get(part_name)
+        values[part_name], used = _decode_part(part, view[offset:], coding, tables, f"'{where}' {part_name}", check)
         offset += used
     if offset != len(payload):
         raise BitstreamError(
             f"section '{where}' holds {len(payload) - offset} bytes beyond its parts; the file is corrupt"
         )
+    if checked and not check:
+        coded = [values[name] for name, part in section.items() if _entropy_coded(part, coding_of.get(name))]
+        if symbols_checksum(coded) != _CHECKSUM.unpack_from(payload)[0]:
+            raise BitstreamError(
+                f"section '{where}' decodes to symbols whose checksum differs from the one stored: the file is "
+                "corrupt, or its range coder decodes differently from the one that wrote it"
+            )
     return values
 
 
@@ -265,18 +307,25 @@ def decode_symbols(
     Raises:
         BitstreamError: on a missing or damaged section.
     """
-    coding_iter = iter(codings)
+    remaining = list(codings)
+
+    def section_codings(section: Section) -> List[str]:
+        count = sum(isinstance(part, IndexPart) for part in section.values())
+        taken = remaining[:count]
+        del remaining[:count]
+        return taken
+
     tables: Dict[str, ChannelTables] = {}
     symbols = TableSymbols()
     for suffix, section in layout.shared.items():
         where = f"{name}.{suffix}"
         payload = required_section(sections, where)
-        symbols.shared[suffix] = decode_section(section, payload, coding_iter, tables, where, check)
+        symbols.shared[suffix] = decode_section(section, payload, section_codings(section), tables, where, check)
         for value in symbols.shared[suffix].values():
             if isinstance(value, ChannelTables):
                 tables[suffix] = value
     for level, section in enumerate(layout.levels[:num_levels]):
         where = level_section_name(name, level)
         payload = required_section(sections, where)
-        symbols.levels.append(decode_section(section, payload, coding_iter, tables, where, check))
+        symbols.levels.append(decode_section(section, payload, section_codings(section), tables, where, check))
     return symbols

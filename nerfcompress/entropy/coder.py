@@ -16,8 +16,10 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Callable
+from importlib.metadata import version
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import constriction
 import numpy as np
@@ -26,6 +28,46 @@ from nerfcompress.errors import BitstreamError
 
 CODER = "constriction.stream.queue.RangeEncoder+Categorical(perfect=False)"
 """The coder every range-coded stream of a file uses, as the header records it."""
+
+
+def coder_record() -> Dict[str, str]:
+    """What a file's header records of the coder that wrote it: ``{"name": CODER, "constriction": version}``."""
+    return {"name": CODER, "constriction": version("constriction")}
+
+
+def _release(text: Any) -> Optional[Tuple[int, int]]:
+    match = re.fullmatch(r"(\d{1,4})\.(\d{1,4})(\.\S{0,40})?", text) if isinstance(text, str) else None
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def check_coder_record(record: Any) -> None:
+    """Refuses a file whose streams the running constriction may decode differently.
+
+    The coder must be :data:`CODER` and its constriction release the running one's major.minor
+    (constriction keeps the range coder's output within a minor release; the project pins
+    ``constriction==0.5.*``).
+
+    Args:
+        record: the header's ``"coder"`` entry (untrusted).
+
+    Raises:
+        BitstreamError: naming the coder and version that wrote the file and what to install.
+    """
+    running = version("constriction")
+    if not isinstance(record, dict) or record.get("name") != CODER or _release(record.get("constriction")) is None:
+        raise BitstreamError(
+            f"file records its coder as {record!r:.120}; this nerfcompress decodes {CODER} streams of constriction "
+            f"{running}: the file is corrupt or was written by another program"
+        )
+    written = record["constriction"]
+    if _release(written) != _release(running):
+        major, minor = _release(written)
+        raise BitstreamError(
+            f"file was range-coded by constriction {written}, this installation has constriction {running}, whose "
+            f"coder may decode it differently: install constriction=={major}.{minor}.* to read it, or re-export the "
+            "run with this installation"
+        )
+
 
 _INT32_MAX = 2**31 - 1
 _MAX_TOTAL = 1 << 24  # constriction's Categorical has 24 bits of precision

@@ -39,7 +39,7 @@ from nerfcompress.bitstream.cameras import encode_cameras
 from nerfcompress.bitstream.container import header_size_bytes, section_frame_bytes
 from nerfcompress.bitstream.model_codec import TableCodec, encode_tables
 from nerfcompress.bitstream.quantized_tensors import encode_quantized_tensors
-from nerfcompress.entropy.coder import CODER
+from nerfcompress.entropy.coder import coder_record
 from nerfcompress.plugin.config_fields import config_diff
 from nerfcompress.plugin.model_settings import stored_settings
 
@@ -147,8 +147,8 @@ def model_file(model, context: FileContext, step: int, codec: Optional[TableCode
     header = {
         "method": context.method,
         "step": int(step),
-        "versions": {name: version(name) for name in ("nerfcompress", "nerfstudio", "constriction")},
-        "coder": CODER,
+        "versions": {name: version(name) for name in ("nerfcompress", "nerfstudio")},
+        "coder": coder_record(),
         "model": stored_settings(model.config),
         "dataparser": context.dataparser,
         "scene": context.scene,

@@ -41,6 +41,7 @@ from nerfcompress.bitstream.container import read_container, read_container_pref
 from nerfcompress.bitstream.levels import levels_to_decode
 from nerfcompress.bitstream.model_codec import check_tables, decode_tables
 from nerfcompress.bitstream.quantized_tensors import decode_quantized_tensors
+from nerfcompress.entropy.coder import check_coder_record
 from nerfcompress.errors import BitstreamError
 from nerfcompress.plugin.export import exportable_methods, is_exportable
 from nerfcompress.plugin.file_layout import network_parameters, stored_networks
@@ -203,6 +204,7 @@ def decode_pipeline(
         ValueError: if ``max_levels`` is outside ``1 ..`` the most levels of the file's grids.
     """
     header, sections = read_file(data, prefix)
+    check_coder_record(header.get("coder"))  # before any stream is decoded
     levels, most_levels = levels_to_decode(header.get("grids"), list(sections) if prefix else None, max_levels)
     output_dir = output_dir.resolve()
     config = rebuild_config(header, output_dir)

@@ -20,7 +20,7 @@ from nerfcompress.tables import FeatureTable, PlainTable, ShaciraTable, VqadTabl
 
 # SHA-256 of the tiny export built by _fixed_tables(); changes only with the file format (and
 # with zlib's deflate output for the header, identical for every stock zlib).
-GOLDEN_SHA256 = "769d71dbe8e4dac475d70b99afd042c9348af07e9b7aad901663995902a2c1c0"
+GOLDEN_SHA256 = "669ec171b3201cf7bad0e5f24bdeae8233a0fc791398a010088af51bc91771d4"
 
 
 def _fixed_tables() -> tuple[ShaciraTable, PlainTable]:
@@ -64,8 +64,9 @@ def test_each_shacira_level_is_its_own_bit_exact_stream_under_the_shared_tables(
     header, sections = read_container(_export([shacira, plain]))
     tables = unpack_channel_tables(sections["g0.cdf"], 2)
     latents = shacira.integer_latents().numpy()
-    np.testing.assert_array_equal(decode_latents(sections["g0.l0"], 8, tables), latents[:8])
-    np.testing.assert_array_equal(decode_latents(sections["g0.l1"], 32, tables), latents[8:])
+    # each level: a checksum of its latents, then the stream
+    np.testing.assert_array_equal(decode_latents(sections["g0.l0"][4:], 8, tables), latents[:8])
+    np.testing.assert_array_equal(decode_latents(sections["g0.l1"][4:], 32, tables), latents[8:])
     fresh = _fresh_fixed_tables()
     decode_tables(header["grids"], {k: v for k, v in sections.items() if not k.endswith(".l1")}, fresh, num_levels=1)
     assert torch.equal(fresh[0].integer_latents()[:8], shacira.integer_latents()[:8])
@@ -179,15 +180,16 @@ def test_damaged_vqad_sections_raise_bitstream_error():
         decode_tables([entry], {**payloads, **replace}, [VqadTable((8, 20_000), 2, bits=4)])
 
     decode()
-    nan_codebook = b"\xff\x7f" + payloads["g0.l1"][2:]
-    for bad in (
-        {"g0.l0": payloads["g0.l0"][:-1]},
-        {"g0.l0": payloads["g0.l0"][:10]},
-        {"g0.l1": payloads["g0.l1"][:-4]},
-        {"g0.l1": payloads["g0.l1"][:64] + bytes([15]) + payloads["g0.l1"][65:]},
-        {"g0.l1": nan_codebook},
+    level = payloads["g0.l1"]  # range-coded: a 4-byte checksum, the codebook [16, 2] fp16, the index table
+    nan_codebook = level[:4] + b"\xff\x7f" + level[6:]
+    for bad, message in (
+        ({"g0.l0": payloads["g0.l0"][:-1]}, "packed indices hold"),
+        ({"g0.l0": payloads["g0.l0"][:10]}, "codebook needs 64 bytes"),
+        ({"g0.l1": level[:-4]}, "stream"),
+        ({"g0.l1": level[: 4 + 64] + bytes([15]) + level[4 + 65 :]}, "index table covers 15"),
+        ({"g0.l1": nan_codebook}, "NaN or infinity"),
     ):
-        with pytest.raises(BitstreamError):
+        with pytest.raises(BitstreamError, match=message):
             decode(**bad)
     with pytest.raises(BitstreamError, match="missing"):
         decode_tables([entry], {"g0.l0": payloads["g0.l0"]}, [VqadTable((8, 20_000), 2, bits=4)])

@@ -121,30 +121,34 @@ def _decode_uniform(entry, sections, num_levels=None) -> PlainTable:
     return fresh
 
 
-def _with_range(payload: bytes, minimum: float, step: float) -> bytes:
-    return np.array([minimum, step], "<f4").tobytes() + payload[8:]
+def _with_range(payload: bytes, head: int, minimum: float, step: float) -> bytes:
+    return payload[:head] + np.array([minimum, step], "<f4").tobytes() + payload[head + 8 :]
 
 
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda p: b"", "needs 8 bytes"),
-        (lambda p: p[:7], "needs 8 bytes"),
-        (lambda p: p[:8], "truncated"),
-        (lambda p: p[: len(p) // 2], "bytes"),
-        (lambda p: p + b"\0", "bytes"),
-        (lambda p: _with_range(p, np.nan, 0.1), "NaN or infinity"),
-        (lambda p: _with_range(p, 0.0, np.inf), "NaN or infinity"),
-        (lambda p: _with_range(p, 0.0, -0.1), "step >= 0"),
-        (lambda p: _with_range(p, 3e38, 1e37), "a finite largest value"),
+        (lambda p, head: p[:head], "needs 8 bytes"),
+        (lambda p, head: p[: head + 7], "needs 8 bytes"),
+        (lambda p, head: p[: head + 8], "truncated"),
+        (lambda p, head: p[: len(p) // 2], "bytes"),
+        (lambda p, head: p + b"\0", "bytes"),
+        (lambda p, head: _with_range(p, head, np.nan, 0.1), "NaN or infinity"),
+        (lambda p, head: _with_range(p, head, 0.0, np.inf), "NaN or infinity"),
+        (lambda p, head: _with_range(p, head, 0.0, -0.1), "step >= 0"),
+        (lambda p, head: _with_range(p, head, 3e38, 1e37), "a finite largest value"),
     ],
 )
 def test_corrupt_or_truncated_uniform_sections_raise_bitstream_error(damage, message):
     entry, sections = _uniform_parts()
+    assert entry["coding"][0] == "packed" and entry["coding"][2] == "range"
     for level in range(3):
-        damaged = {**sections, f"g0.l{level}": damage(sections[f"g0.l{level}"])}
+        head = 4 if entry["coding"][level] == "range" else 0  # a range-coded level starts with its checksum
+        damaged = {**sections, f"g0.l{level}": damage(sections[f"g0.l{level}"], head)}
         with pytest.raises(BitstreamError, match=message):
             _decode_uniform(entry, damaged)
+    with pytest.raises(BitstreamError, match="too few for its checksum"):
+        _decode_uniform(entry, {**sections, "g0.l2": b"\0\0"})
 
 
 def test_a_missing_uniform_section_or_packed_level_of_the_wrong_length_raises_bitstream_error():

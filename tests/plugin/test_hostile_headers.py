@@ -81,6 +81,11 @@ def _drop(key):
         (lambda header, sections: header.update(cameras=10**6), "cameras section holds"),
         (lambda header, sections: header.update(cameras=-1), "header declares -1 cameras"),
         (lambda header, sections: header.update(grids=header["grids"][:2]), "header lists 2 grids"),
+        (
+            lambda header, sections: header["coder"].update(constriction="0.4.1"),
+            r"range-coded by constriction 0.4.1, this installation has .* install constriction==0.4.\*",
+        ),
+        (lambda header, sections: header.update(coder="rANS"), "records its coder as 'rANS'"),
     ],
 )
 def test_hostile_model_settings_are_refused_before_the_model_is_built(
