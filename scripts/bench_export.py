@@ -6,8 +6,10 @@ with a realistic integer distribution instead of training (SHACIRA: latents roun
 Laplace of scale ``--laplace-scale``; VQAD: indices rounded from a Laplace around ``K/2``),
 and times, in one process after nerfstudio is imported and the model built:
 
-* ``export``: model -> file bytes (networks fp16, every grid through the table codecs, header,
-  container), what ``export_pipeline`` + ``write_container`` do minus the cameras;
+* ``export``: model -> file bytes (``model_file`` + ``write_container``, what ``ns-compress
+  export`` does after loading the run), with ``--num-train-data`` stand-in cameras;
+* ``size account``: ``model.estimated_size_bytes()``, what training logs every
+  ``size_log_interval`` steps (the same layout, counted without writing the file);
 * ``import``: file bytes -> model state (container + CRCs, networks, every grid decoded into
   a freshly built model's tables), what ``decode_pipeline`` does after building the model
   (built as an import builds it: VQAD keeps uint8 indices, not logits);
@@ -40,11 +42,9 @@ from nerfstudio.configs.method_configs import all_methods
 from nerfstudio.data.scene_box import SceneBox
 
 from nerfcompress.bitstream.container import read_container, write_container
-from nerfcompress.bitstream.model_codec import decode_tables, encode_tables
-from nerfcompress.bitstream.tensors import pack_tensors
+from nerfcompress.bitstream.model_codec import decode_tables
 from nerfcompress.entropy.coder import build_tables, decode_latents, encode_latents
-from nerfcompress.plugin.config_fields import config_to_json
-from nerfcompress.plugin.export import APPEARANCE_KEY, grid_names, network_parameters
+from nerfcompress.plugin.file_layout import FileContext, model_file
 from nerfcompress.plugin.import_model import load_networks, set_decoded_storage
 from nerfcompress.plugin.model import GridNerfactoModel
 from nerfcompress.tables import ShaciraTable, VqadTable
@@ -76,19 +76,33 @@ def fill_tables(model: GridNerfactoModel, laplace_scale: float, seed: int) -> No
         table.clear_cache()
 
 
-def export_bytes(model: GridNerfactoModel, method: str) -> Tuple[bytes, Dict[str, Any]]:
-    """model -> file, as ``export_pipeline`` + ``write_container`` (cameras left out)."""
-    networks: Dict[str, Any] = dict(network_parameters(model))
-    embedding = getattr(model.field, "embedding_appearance", None)
-    if embedding is not None:
-        networks[APPEARANCE_KEY] = embedding.mean(dim=0)
-    network_spec, network_bytes = pack_tensors(networks, "<f2")
-    encodings = model.grid_encodings()
-    grids, grid_sections = encode_tables([e.table for e in encodings], grid_names(len(encodings)))
-    header = {"method": method, "model": config_to_json(model.config), "networks": network_spec, "grids": grids}
-    data = write_container(header, [("networks", network_bytes), *grid_sections])
-    sizes = {"networks": len(network_bytes), **{name: len(payload) for name, payload in grid_sections}}
-    return data, sizes
+def stand_in_context(method: str, num_cameras: int, seed: int) -> FileContext:
+    """Cameras on a sphere looking inwards, a blender-style dataparser entry: what a pipeline
+    would hand the model."""
+    generator = torch.Generator().manual_seed(seed)
+    rotation, _ = torch.linalg.qr(torch.randn(num_cameras, 3, 3, generator=generator))
+    position = torch.nn.functional.normalize(torch.randn(num_cameras, 3, generator=generator), dim=-1) * 4.0
+    return FileContext(
+        method=method,
+        dataparser={"name": "blender-data", "fields": {"data": "data/lego", "scale_factor": 1.0}},
+        scene={
+            "scene_box": [[-1.5] * 3, [1.5] * 3],
+            "dataparser_transform": [[1.0, 0, 0, 0]] * 3,
+            "dataparser_scale": 1,
+        },
+        cameras={
+            "c2w": torch.cat([rotation, position[..., None]], dim=-1),
+            "intrinsics": torch.tensor([[138.9, 138.9, 50.0, 50.0]]).expand(num_cameras, 4),
+            "size": torch.tensor([[100, 100]], dtype=torch.int32).expand(num_cameras, 2),
+        },
+    )
+
+
+def export_bytes(model: GridNerfactoModel) -> Tuple[bytes, Dict[str, Any]]:
+    """model -> file, as ``ns-compress export`` after loading the run."""
+    header, sections = model_file(model, model.file_context, 0)
+    data = write_container(header, sections)
+    return data, {name: len(payload) for name, payload in sections}
 
 
 def import_bytes(data: bytes, model: GridNerfactoModel) -> None:
@@ -127,14 +141,21 @@ class BenchExport:
         begin = time.perf_counter()
         model = build_model(self.method, self.num_train_data, self.seed)
         build_seconds = time.perf_counter() - begin
+        model.file_context = stand_in_context(self.method, self.num_train_data, self.seed)
         fill_tables(model, self.laplace_scale, self.seed)
         target = build_model(self.method, self.num_train_data, self.seed + 1, decoded=True)
         export_s: List[float] = []
         import_s: List[float] = []
+        account_s: List[float] = []
         for _ in range(self.repeats):
             begin = time.perf_counter()
-            data, sizes = export_bytes(model, self.method)
+            account = model.estimated_size_bytes()
+            account_s.append(time.perf_counter() - begin)
+            begin = time.perf_counter()
+            data, sizes = export_bytes(model)
             export_s.append(time.perf_counter() - begin)
+            if account["total"] != len(data):
+                raise RuntimeError(f"size account {account['total']} differs from the file's {len(data)} bytes")
             begin = time.perf_counter()
             import_bytes(data, target)
             import_s.append(time.perf_counter() - begin)
@@ -150,6 +171,7 @@ class BenchExport:
             "file_bytes": len(data),
             "bytes_by_part": {"networks": sizes["networks"], "grids": len(data) - sizes["networks"]},
             "model_build_seconds (not timed below)": build_seconds,
+            "size_account_seconds (training log)": {"min": min(account_s), "all": account_s},
             "export_seconds": {"min": min(export_s), "all": export_s},
             "import_seconds": {"min": min(import_s), "all": import_s},
             "export_plus_import_seconds_min": min(export_s) + min(import_s),

@@ -88,7 +88,7 @@ class PosthocKmeans:
             f.name: getattr(config.pipeline.model, f.name) for f in dataclasses.fields(config.pipeline.model) if f.init
         }
         vqad_config.pipeline.model = VqadNerfactoModelConfig(**model_fields, bits=self.bits)
-        vqad_config.method_name = "vqad-nerfacto"
+        vqad_config.method_name = vqad_config.pipeline.method_name = "vqad-nerfacto"
         vqad_config.output_dir = self.output_dir
         # An absolute model dir: ns-eval finds the checkpoint next to OUTPUT_DIR/config.yml.
         vqad_config.relative_model_dir = self.output_dir.resolve() / "nerfstudio_models"
@@ -97,7 +97,7 @@ class PosthocKmeans:
         torch.save({"step": step, "pipeline": state}, vqad_config.relative_model_dir / f"step-{step:09d}.ckpt")
         config_path = self.output_dir / "config.yml"
         config_path.write_text(yaml.dump(vqad_config), "utf8")
-        grid_bits = sum(table.size_estimate_bits() for table in tables.values())
+        grid_bits = sum(table.fixed_width_bits() for table in tables.values())
         CONSOLE.print(f"grids: {grid_bits / 8e6:.3f} MB (estimate: fixed-width indices + fp16 codebooks)")
         CONSOLE.print(f"wrote {config_path}; evaluate with: ns-eval --load-config {config_path}")
 

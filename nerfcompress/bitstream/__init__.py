@@ -25,9 +25,7 @@ from nerfcompress.bitstream.model_codec import (
     decode_tables,
     encode_tables,
     plain_codec,
-    register_table_codec,
 )
-from nerfcompress.bitstream.tensors import pack_tensors, unpack_tensors
 
 __all__ = [
     "FORMAT_VERSION",
@@ -44,13 +42,10 @@ __all__ = [
     "level_section_name",
     "levels_to_decode",
     "order_sections",
-    "pack_tensors",
     "plain_codec",
     "read_container",
     "read_container_index",
     "read_container_prefix",
-    "register_table_codec",
     "split_level_section",
-    "unpack_tensors",
     "write_container",
 ]

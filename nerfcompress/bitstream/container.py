@@ -46,7 +46,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from nerfcompress.errors import BitstreamError
 
 MAGIC = b"NCMP"
-FORMAT_VERSION = 2  # 2: per-level sections, coarse level first (1: one stream per grid)
+FORMAT_VERSION = 5
+"""5: a checksum of the decoded symbols in every range-coded section, the coder's record in the header;
+4: networks quantised and range-coded, compact cameras, a header of allow-listed settings;
+3: grid entries without tensor specs (shapes come from the rebuilt tables' layouts);
+2: per-level sections, coarse level first; 1: one stream per grid."""
 MAX_HEADER_BYTES = 1 << 20
 MAX_NAME_BYTES = 64
 
@@ -118,8 +122,30 @@ def _check_name(name: str) -> bytes:
     return name.encode("ascii")
 
 
+def _encode_header(header: Dict[str, Any]) -> bytes:
+    """The zlib-compressed JSON bytes of a header (see :func:`write_container`)."""
+    if not isinstance(header, dict):
+        raise ValueError(f"header must be a dict, found {type(header).__name__}")
+    text = json.dumps(header, allow_nan=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    if len(text) > MAX_HEADER_BYTES:
+        raise ValueError(f"header is {len(text)} bytes once encoded, the limit is {MAX_HEADER_BYTES}")
+    return zlib.compress(text, 9)
+
+
+def header_size_bytes(header: Dict[str, Any]) -> int:
+    """Bytes the preamble and ``header`` take in a file: what :func:`write_container` writes
+    before the first section.
+
+    Raises:
+        ValueError: as :func:`write_container`.
+    """
+    return _PREAMBLE.size + len(_encode_header(header))
+
+
 def write_container(header: Dict[str, Any], sections: Sequence[Tuple[str, bytes]]) -> bytes:
     """Serialises a header and named sections into one file.
+
+    The file is ``header_size_bytes(header) + sum(section_frame_bytes(name) + len(payload))`` bytes.
 
     Args:
         header: a JSON-serialisable dict (no NaN or infinity), at most ``MAX_HEADER_BYTES``
@@ -133,17 +159,12 @@ def write_container(header: Dict[str, Any], sections: Sequence[Tuple[str, bytes]
         ValueError: if the header is not a dict, is not strict JSON, or is too large; or a
             section name is invalid or repeated.
     """
-    if not isinstance(header, dict):
-        raise ValueError(f"header must be a dict, found {type(header).__name__}")
-    text = json.dumps(header, allow_nan=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    if len(text) > MAX_HEADER_BYTES:
-        raise ValueError(f"header is {len(text)} bytes once encoded, the limit is {MAX_HEADER_BYTES}")
-    header_bytes = zlib.compress(text, 9)
+    header_data = _encode_header(header)
     names = [name for name, _ in sections]
     if len(set(names)) != len(names):
         raise ValueError(f"section names must be unique, found {names}")
-    parts = [_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_bytes), zlib.crc32(header_bytes), len(sections))]
-    parts.append(header_bytes)
+    parts = [_PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header_data), zlib.crc32(header_data), len(sections))]
+    parts.append(header_data)
     for name, payload in sections:
         name_bytes = _check_name(name)
         payload = bytes(payload)

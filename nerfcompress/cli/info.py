@@ -37,9 +37,11 @@ class Info:
             header, index = read_container_index(data)
         console = Console()
         versions = header.get("versions") if isinstance(header.get("versions"), dict) else {}
+        coder = header.get("coder") if isinstance(header.get("coder"), dict) else {}
         console.print(
             f"[bold]{self.file}[/bold]: {len(data):,} bytes, method {header.get('method')!s}, "
-            f"step {header.get('step')!s}, written by {', '.join(f'{k} {v}' for k, v in versions.items())}"
+            f"step {header.get('step')!s}, written by {', '.join(f'{k} {v}' for k, v in versions.items())}, "
+            f"range-coded by constriction {coder.get('constriction')!s}"
         )
         listed = header.get("grids") if isinstance(header.get("grids"), list) else []
         grids = [g for g in listed if isinstance(g, dict)]

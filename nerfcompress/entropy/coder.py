@@ -18,13 +18,58 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Callable
+from importlib.metadata import version
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import constriction
 import numpy as np
 
 from nerfcompress.errors import BitstreamError
+
+CODER = "constriction.stream.queue.RangeEncoder+Categorical(perfect=False)"
+"""The coder every range-coded stream of a file uses, as the header records it."""
+
+
+def coder_record() -> Dict[str, str]:
+    """What a file's header records of the coder that wrote it: ``{"name": CODER, "constriction": version}``."""
+    return {"name": CODER, "constriction": version("constriction")}
+
+
+def _release(text: Any) -> Optional[Tuple[int, int]]:
+    match = re.fullmatch(r"(\d{1,4})\.(\d{1,4})(\.\S{0,40})?", text) if isinstance(text, str) else None
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def check_coder_record(record: Any) -> None:
+    """Refuses a file whose streams the running constriction may decode differently.
+
+    The coder must be :data:`CODER` and its constriction release the running one's major.minor
+    (constriction keeps the range coder's output within a minor release; the project pins
+    ``constriction==0.5.*``).
+
+    Args:
+        record: the header's ``"coder"`` entry (untrusted).
+
+    Raises:
+        BitstreamError: naming the coder and version that wrote the file and what to install.
+    """
+    running = version("constriction")
+    if not isinstance(record, dict) or record.get("name") != CODER or _release(record.get("constriction")) is None:
+        raise BitstreamError(
+            f"file records its coder as {record!r:.120}; this nerfcompress decodes {CODER} streams of constriction "
+            f"{running}: the file is corrupt or was written by another program"
+        )
+    written = record["constriction"]
+    if _release(written) != _release(running):
+        major, minor = _release(written)
+        raise BitstreamError(
+            f"file was range-coded by constriction {written}, this installation has constriction {running}, whose "
+            f"coder may decode it differently: install constriction=={major}.{minor}.* to read it, or re-export the "
+            "run with this installation"
+        )
+
 
 _INT32_MAX = 2**31 - 1
 _MAX_TOTAL = 1 << 24  # constriction's Categorical has 24 bits of precision
@@ -233,6 +278,30 @@ def _max_rows_for(num_words: int, tables: ChannelTables) -> float:
     return 2 * (32 * num_words + _SLACK_BITS) / bits_per_row
 
 
+def check_stream(data: bytes, num_rows: int, tables: ChannelTables, max_rows: int = 1 << 27) -> None:
+    """The checks :func:`decode_latents` makes before it allocates anything.
+
+    Raises:
+        BitstreamError: if the length is not a whole number of words or ``num_rows`` is
+            negative, above ``max_rows`` or more than the data can hold (see :func:`_max_rows_for`).
+        ValueError: if ``max_rows`` is negative.
+    """
+    if max_rows < 0:
+        raise ValueError(f"max_rows must be >= 0, found {max_rows}")
+    if len(data) % 4:
+        raise BitstreamError(
+            f"latent stream is {len(data)} bytes, not a whole number of 4-byte words; the file is truncated or corrupt"
+        )
+    num_words = len(data) // 4
+    if not 0 <= num_rows <= max_rows:
+        raise BitstreamError(f"latent stream claims {num_rows} rows, expected 0 .. {max_rows}; the file is corrupt")
+    if num_rows > _max_rows_for(num_words, tables):
+        raise BitstreamError(
+            f"latent stream claims {num_rows} rows but its {num_words} words can hold at most "
+            f"{int(_max_rows_for(num_words, tables))}; the file is truncated or corrupt"
+        )
+
+
 def decode_latents(data: bytes, num_rows: int, tables: ChannelTables, max_rows: int = 1 << 27) -> np.ndarray:
     """Decode what :func:`encode_latents` wrote.
 
@@ -256,32 +325,48 @@ def decode_latents(data: bytes, num_rows: int, tables: ChannelTables, max_rows: 
             or impossible for this data, words are left over, or the decoder fails.
         ValueError: if ``max_rows`` is negative.
     """
-    if max_rows < 0:
-        raise ValueError(f"max_rows must be >= 0, found {max_rows}")
-    if len(data) % 4:
-        raise BitstreamError(
-            f"latent stream is {len(data)} bytes, not a whole number of 4-byte words; the file is truncated or corrupt"
-        )
-    num_words = len(data) // 4
-    if not 0 <= num_rows <= max_rows:
-        raise BitstreamError(f"latent stream claims {num_rows} rows, expected 0 .. {max_rows}; the file is corrupt")
-    if num_rows > _max_rows_for(num_words, tables):
-        raise BitstreamError(
-            f"latent stream claims {num_rows} rows but its {num_words} words can hold at most "
-            f"{int(_max_rows_for(num_words, tables))}; the file is truncated or corrupt"
-        )
+    check_stream(data, num_rows, tables, max_rows)
     out = np.empty((num_rows, tables.num_channels), dtype=np.int32)
     try:
-        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
-        for c, model in enumerate(_models(tables)):
+        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        decoder = constriction.stream.queue.RangeDecoder(words)
+        models = _models(tables)
+        for c, model in enumerate(models):
             out[:, c] = decoder.decode(model, num_rows)
         exhausted = decoder.maybe_exhausted()
     except Exception as exc:  # constriction reports damage as AssertionError/KeyError/ValueError
         raise BitstreamError(f"latent stream is corrupt ({type(exc).__name__}: {exc}); re-export the file") from exc
     if not exhausted:
         raise BitstreamError("latent stream has data left after the last row; the file is corrupt")
+    check_canonical(words, [(out[:, c], model) for c, model in enumerate(models)], "latent stream")
     out += tables.lo
     return out
+
+
+def check_canonical(words: np.ndarray, coded: list, what: str) -> None:
+    """Refuses a stream that is not exactly what the encoder writes for the symbols it decoded to.
+
+    ``maybe_exhausted`` accepts a stream followed by one more word (any value); re-encoding the
+    decoded symbols and comparing the words refuses that, and any other stream the encoder would
+    not have written, at the cost of one encode.
+
+    Args:
+        words: the stream, uint32 ``[W]``.
+        coded: ``(symbols int32 [n], model)`` in coding order.
+        what: the stream's name, for the message.
+
+    Raises:
+        BitstreamError: if the words differ from the re-encoded ones.
+    """
+    encoder = constriction.stream.queue.RangeEncoder()
+    for symbols, model in coded:
+        if len(symbols):
+            encoder.encode(np.ascontiguousarray(symbols, dtype=np.int32), model)
+    canonical = encoder.get_compressed()
+    if len(canonical) != len(words) or not np.array_equal(canonical, words):
+        extra = len(words) - len(canonical)
+        detail = f"{extra} word(s) after the end of the stream" if extra > 0 else "words the encoder would not write"
+        raise BitstreamError(f"{what} holds {detail}; the file is corrupt")
 
 
 def estimate_bits(latents: np.ndarray, tables: ChannelTables) -> float:

@@ -30,7 +30,7 @@ from typing import Tuple
 
 import numpy as np
 
-from nerfcompress.entropy.coder import ChannelTables, decode_latents, encode_latents, quantize_pmf
+from nerfcompress.entropy.coder import ChannelTables, check_stream, decode_latents, encode_latents, quantize_pmf
 from nerfcompress.errors import BitstreamError
 
 CODINGS = ("packed", "range")
@@ -97,7 +97,7 @@ def unpack_indices(data: bytes, num_rows: int, bits: int) -> np.ndarray:
     return (planes.astype(np.uint8) << np.arange(bits, dtype=np.uint8)).sum(axis=1, dtype=np.uint8)
 
 
-def _range_tables(indices: np.ndarray, bits: int) -> ChannelTables:
+def _histogram_tables(indices: np.ndarray, bits: int) -> ChannelTables:
     codebook_size = 1 << bits
     histogram = np.bincount(indices, minlength=codebook_size).astype(np.float64)  # [K]
     lo = min(int(indices.min()), codebook_size - 2)
@@ -115,21 +115,14 @@ def range_code_indices(indices: np.ndarray, bits: int) -> bytes:
     _check(indices, bits)
     if indices.size == 0:
         raise ValueError("cannot range-code an empty level")
-    tables = _range_tables(indices, bits)
+    tables = _histogram_tables(indices, bits)
     counts = tables.freq[0]
     head = bytes([int(tables.lo[0]), counts.size - 1]) + counts.astype("<u2").tobytes()
     return head + encode_latents(indices.astype(np.int32)[:, None], tables)
 
 
-def range_decode_indices(data: bytes, num_rows: int, bits: int) -> np.ndarray:
-    """Inverse of :func:`range_code_indices`; every length is checked before it is used.
-
-    Returns:
-        uint8 ``[rows]``.
-
-    Raises:
-        BitstreamError: on a table that leaves ``[0, 2**b)``, bad counts, or a damaged stream.
-    """
+def _range_tables(data: bytes, bits: int) -> ChannelTables:
+    """The stored frequency table at the start of a ``"range"`` level, checked."""
     if len(data) < 2:
         raise BitstreamError(f"range-coded indices hold {len(data)} bytes, need at least 2; the file is truncated")
     lo, support = data[0], data[1] + 1
@@ -148,8 +141,20 @@ def range_decode_indices(data: bytes, num_rows: int, bits: int) -> np.ndarray:
             f"index counts sum to {int(counts.sum())} with minimum {int(counts.min())}, expected a sum of "
             f"{COUNT_TOTAL} and counts >= 1; the file is corrupt"
         )
-    tables = ChannelTables(lo=np.array([lo], np.int32), freq=(counts,))
-    symbols = decode_latents(data[2 + 2 * support :], num_rows, tables, max_rows=num_rows)
+    return ChannelTables(lo=np.array([lo], np.int32), freq=(counts,))
+
+
+def range_decode_indices(data: bytes, num_rows: int, bits: int) -> np.ndarray:
+    """Inverse of :func:`range_code_indices`; every length is checked before it is used.
+
+    Returns:
+        uint8 ``[rows]``.
+
+    Raises:
+        BitstreamError: on a table that leaves ``[0, 2**b)``, bad counts, or a damaged stream.
+    """
+    tables = _range_tables(data, bits)
+    symbols = decode_latents(data[2 + 2 * tables.support[0] :], num_rows, tables, max_rows=num_rows)
     return symbols[:, 0].astype(np.uint8)
 
 
@@ -200,15 +205,31 @@ def decode_indices(coding: str, data: bytes, num_rows: int, bits: int) -> np.nda
     raise BitstreamError(f"index coding {coding!r:.40} is unknown (expected one of {CODINGS}); the file is corrupt")
 
 
-def coded_index_bits(indices: np.ndarray, bits: int) -> float:
-    """Bits :func:`encode_indices` spends on a level (its actual output length)."""
-    return 8.0 * len(encode_indices(indices, bits)[1])
+def check_indices(coding: str, data: bytes, num_rows: int, bits: int) -> None:
+    """The checks :func:`decode_indices` makes before it allocates anything.
+
+    Raises:
+        BitstreamError: on an unknown coding, a packed level of the wrong length, a bad range
+            table, or more rows than the range-coded stream can hold.
+    """
+    if coding == "packed":
+        expected = packed_bytes(num_rows, bits)
+        if len(data) != expected:
+            raise BitstreamError(
+                f"packed indices hold {len(data)} bytes, expected {expected} for {num_rows} rows of {bits} bits; "
+                "the file is truncated or corrupt"
+            )
+    elif coding == "range":
+        tables = _range_tables(data, bits)
+        check_stream(data[2 + 2 * tables.support[0] :], num_rows, tables, max_rows=num_rows)
+    else:
+        raise BitstreamError(f"index coding {coding!r:.40} is unknown (expected one of {CODINGS}); the file is corrupt")
 
 
 __all__ = [
     "CODINGS",
     "COUNT_TOTAL",
-    "coded_index_bits",
+    "check_indices",
     "decode_indices",
     "encode_indices",
     "pack_indices",

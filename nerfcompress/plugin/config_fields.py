@@ -121,3 +121,22 @@ def apply_config_json(config: Any, stored: Any, where: str = "config") -> None:
                 f"{where}.{name} is {value!r:.80} in the header, expected a value like {current!r:.80}; "
                 "the file is corrupt"
             )
+
+
+def config_diff(config: Any, defaults: Any) -> Dict[str, Any]:
+    """The fields of :func:`config_to_json` whose values differ from those of ``defaults`` (a
+    config of the same class), nested configs as nested dicts of their own differences."""
+    ours, theirs = config_to_json(config), config_to_json(defaults)
+
+    def differences(a: Dict[str, Any], b: Dict[str, Any]) -> Dict[str, Any]:
+        out = {}
+        for key, value in a.items():
+            if isinstance(value, dict) and isinstance(b.get(key), dict):
+                nested = differences(value, b[key])
+                if nested:
+                    out[key] = nested
+            elif key not in b or b[key] != value:
+                out[key] = value
+        return out
+
+    return differences(ours, theirs)

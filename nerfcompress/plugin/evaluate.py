@@ -48,8 +48,8 @@ def _check_same_scene(header: Mapping[str, Any], config: DataParserConfig, datas
     try:
         stored_transform = np.asarray(scene["dataparser_transform"], dtype=np.float64)
         stored_scale = float(scene["dataparser_scale"])
-        num_cameras = header["cameras"][0]["shape"][0]
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        num_cameras = int(header["cameras"])
+    except (KeyError, TypeError, ValueError) as exc:
         raise BitstreamError(f"header scene or cameras entry is malformed ({exc}); the file is corrupt") from exc
     transform = outputs.dataparser_transform.double().numpy()
     same = transform.shape == stored_transform.shape and np.abs(transform - stored_transform).max() <= _FRAME_TOLERANCE

@@ -1,61 +1,31 @@
-"""Trained run -> ``.ncmp`` file: header JSON, cameras, networks (fp16) and coded grids.
-
-Sections in file order: ``cameras`` (fp32 ``c2w [N, 3, 4]``, ``intrinsics [N, 4]`` = fx, fy,
-cx, cy, uint32 ``size [N, 2]`` = width, height), ``networks`` (every parameter rendering needs
-besides the grids, fp16, plus the average appearance embedding), then the grids' sections:
-every grid's per-grid parts (main field first, then the proposal grids), then level 0 of every
-grid, level 1 of every grid, ..., so that a prefix of the file decodes the coarse levels (see
-:mod:`nerfcompress.bitstream.model_codec` and :mod:`nerfcompress.bitstream.levels`).
-The header holds the method name, the model config's plain fields, grid layouts, scene box,
-dataparser transform/scale and settings, the tensor specs and the coder's name and version.
+"""Trained run -> ``.ncmp`` file: what :func:`~nerfcompress.plugin.file_layout.model_file` lays out.
 
 Post hoc (``posthoc``): the grids of an uncompressed run (PlainTables: plain-nerfacto,
 plain-nerfacto-big) can be written as fp32 or fp16 rows or as uniform ``b``-bit symbols
 (:data:`POSTHOC_CHOICES`, :func:`~nerfcompress.bitstream.model_codec.plain_codec`); each
-grid's header entry records the codec, so the import rebuilds the same plain model.
+grid's header entry records its storage, so the import rebuilds the same plain model.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import glob
-from collections import OrderedDict
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import torch
 import yaml
-from nerfstudio.configs.dataparser_configs import all_dataparsers
 from nerfstudio.configs.method_configs import all_methods
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import Pipeline
-from torch import nn
 
-from nerfcompress.bitstream.container import section_frame_bytes, write_container
-from nerfcompress.bitstream.model_codec import (
-    PLAIN_STORAGES,
-    TableCodec,
-    UnsupportedTableError,
-    encode_tables,
-    plain_codec,
-)
-from nerfcompress.bitstream.tensors import pack_tensors
+from nerfcompress.bitstream.container import write_container
+from nerfcompress.bitstream.model_codec import PLAIN_STORAGES, TableCodec, UnsupportedTableError, plain_codec
 from nerfcompress.errors import ExportError
-from nerfcompress.plugin.config_fields import config_to_json
+from nerfcompress.plugin.file_layout import FileContext, model_file, section_sizes
 from nerfcompress.plugin.model import GridNerfactoModel, GridNerfactoModelConfig, PlainNerfactoModelConfig
-
-APPEARANCE_KEY = "appearance_average"
-"""Name of the average appearance embedding ``[appearance_embed_dim]`` in the networks section."""
 
 POSTHOC_CHOICES = ("none", *PLAIN_STORAGES)
 """``posthoc`` values: ``"none"`` (the method's own coding) or a plain storage (``"fp32"``,
 ``"fp16"``, ``"uniform2"`` .. ``"uniform8"``) for runs whose grids are PlainTables."""
-
-
-def grid_names(num_grids: int) -> List[str]:
-    """Section prefixes of the grids in :meth:`GridNerfactoModel.grid_encodings` order."""
-    return ["main", *(f"prop{i}" for i in range(num_grids - 1))]
 
 
 def exportable_methods() -> List[str]:
@@ -136,30 +106,6 @@ def check_run(config_path: Path, posthoc: str = "none") -> TrainerConfig:
     return config
 
 
-def network_parameters(model: GridNerfactoModel) -> "OrderedDict[str, nn.Parameter]":
-    """Parameters that rendering needs besides the grids: MLPs, proposal MLPs, everything
-    except tables, the camera optimizer and the appearance embedding (stored as its average)."""
-    skipped = {id(p) for table in model.tables() for p in table.parameters()}
-    skipped |= {id(p) for p in model.camera_optimizer.parameters()}
-    embedding = getattr(model.field, "embedding_appearance", None)
-    if embedding is not None:
-        skipped |= {id(p) for p in embedding.parameters()}
-    return OrderedDict((name, p) for name, p in model.named_parameters() if id(p) not in skipped)
-
-
-def _cameras_section(pipeline: Pipeline) -> Tuple[List[Dict[str, Any]], bytes]:
-    cameras = pipeline.datamanager.train_dataparser_outputs.cameras
-    intrinsics = torch.cat([cameras.fx, cameras.fy, cameras.cx, cameras.cy], dim=-1)  # [N, 4]
-    size = torch.cat([cameras.width, cameras.height], dim=-1).to(torch.int32).numpy().astype("<u4")  # [N, 2]
-    return pack_tensors({"c2w": cameras.camera_to_worlds.float(), "intrinsics": intrinsics.float(), "size": size}, None)
-
-
-def _dataparser_entry(config: TrainerConfig) -> Dict[str, Any]:
-    dataparser = config.pipeline.datamanager.dataparser
-    names = [name for name, cfg in all_dataparsers.items() if type(cfg) is type(dataparser)]
-    return {"name": names[0] if names else None, "fields": config_to_json(dataparser)}
-
-
 def export_pipeline(
     config: TrainerConfig, pipeline: Pipeline, step: int, posthoc: str = "none"
 ) -> Tuple[Dict[str, Any], List[Tuple[str, bytes]]]:
@@ -186,53 +132,14 @@ def export_pipeline(
         raise ExportError(
             f"model {type(model).__name__} cannot be exported; methods that can: {', '.join(exportable_methods())}"
         )
-    networks: Dict[str, Any] = dict(network_parameters(model))
-    embedding = getattr(model.field, "embedding_appearance", None)
-    if embedding is not None:
-        networks[APPEARANCE_KEY] = embedding.mean(dim=0)
-    network_spec, network_bytes = pack_tensors(networks, "<f2")
-    camera_spec, camera_bytes = _cameras_section(pipeline)
-    outputs = pipeline.datamanager.train_dataparser_outputs
-    encodings = model.grid_encodings()
     codec = posthoc_codec(config, posthoc)
+    dataparser = config.pipeline.datamanager.dataparser
+    context = FileContext.from_datamanager(config.method_name, pipeline.datamanager, dataparser)
     try:
-        grids, grid_sections = encode_tables([e.table for e in encodings], grid_names(len(encodings)), codec)
+        return model_file(model, context, step, codec)
     except UnsupportedTableError as exc:
         how = "yet" if codec is None else f"with --posthoc {posthoc}"
         raise ExportError(f"method '{config.method_name}' cannot be exported {how}: {exc}") from exc
-    header = {
-        "method": config.method_name,
-        "step": int(step),
-        "versions": {name: version(name) for name in ("nerfcompress", "nerfstudio", "constriction")},
-        "coder": "constriction.stream.queue.RangeEncoder, Categorical(perfect=False) from stored uint32 counts",
-        "model": config_to_json(config.pipeline.model),
-        "dataparser": _dataparser_entry(config),
-        "scene": {
-            "scene_box": outputs.scene_box.aabb.float().tolist(),
-            "dataparser_transform": outputs.dataparser_transform.float().tolist(),
-            "dataparser_scale": float(outputs.dataparser_scale),
-        },
-        "layouts": [dataclasses.asdict(e.layout) for e in encodings],
-        "cameras": camera_spec,
-        "networks": network_spec,
-        "grids": grids,
-    }
-    sections = [("cameras", camera_bytes), ("networks", network_bytes), *grid_sections]
-    return header, sections
-
-
-def size_breakdown(data: bytes, sections: List[Tuple[str, bytes]]) -> List[Tuple[str, int]]:
-    """Exact bytes of every part of a file; they sum to ``len(data)``.
-
-    Args:
-        data: the file written from ``sections``.
-        sections: the ``(name, payload)`` pairs it holds.
-
-    Returns:
-        ``("header", preamble + JSON bytes)`` then ``(name, framing + payload bytes)`` per section.
-    """
-    parts = [(name, section_frame_bytes(name) + len(payload)) for name, payload in sections]
-    return [("header", len(data) - sum(size for _, size in parts)), *parts]
 
 
 def export_run(config_path: Path, posthoc: str = "none") -> Tuple[bytes, List[Tuple[str, int]]]:
@@ -251,5 +158,4 @@ def export_run(config_path: Path, posthoc: str = "none") -> Tuple[bytes, List[Tu
     check_run(config_path, posthoc)
     config, pipeline, _, step = eval_setup(config_path, test_mode="inference")
     header, sections = export_pipeline(config, pipeline, step, posthoc)
-    data = write_container(header, sections)
-    return data, size_breakdown(data, sections)
+    return write_container(header, sections), section_sizes(header, sections)

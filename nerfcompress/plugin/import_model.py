@@ -1,10 +1,13 @@
 """``.ncmp`` file -> a run directory that ``ns-viewer``, ``ns-render`` and ``eval_setup`` load.
 
-The model config is rebuilt from the method's registered ``TrainerConfig`` plus the plain
-fields stored in the header (never from YAML or pickle in the file); VQAD tables then keep
-uint8 indices instead of training logits (:func:`set_decoded_storage`). The pipeline is built in
-inference mode on :class:`StoredCamerasDataParserConfig` (the stored cameras, no images), the
-decoded networks and grids are loaded into it, and the directory gets::
+The model config is rebuilt from the method's registered ``TrainerConfig`` plus the settings
+stored in the header, each checked against the allow-list of
+:mod:`nerfcompress.plugin.model_settings` (never from YAML or pickle in the file); VQAD tables
+then keep uint8 indices instead of training logits (:func:`set_decoded_storage`). Before anything
+is built, the grids the settings imply are checked against the caps, the header's grid entries
+and the bytes of their sections (:func:`check_grids`, on tables without storage). The pipeline is
+then built in inference mode on :class:`StoredCamerasDataParserConfig` (the stored cameras, no
+images), the decoded networks and grids are loaded into it, and the directory gets::
 
     DIR/config.yml                              nerfstudio TrainerConfig
     DIR/cameras.json, DIR/placeholder.png       what the stored-cameras dataparser serves
@@ -21,7 +24,7 @@ the import renders those levels only, and the rows of finer levels are zero.
 from __future__ import annotations
 
 import copy
-import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -33,14 +36,17 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.models.base_model import ModelConfig
 from nerfstudio.pipelines.base_pipeline import Pipeline
 
+from nerfcompress.bitstream.cameras import decode_cameras
 from nerfcompress.bitstream.container import read_container, read_container_prefix
 from nerfcompress.bitstream.levels import levels_to_decode
-from nerfcompress.bitstream.model_codec import decode_tables
-from nerfcompress.bitstream.tensors import unpack_tensors
+from nerfcompress.bitstream.model_codec import check_tables, decode_tables
+from nerfcompress.bitstream.quantized_tensors import decode_quantized_tensors
+from nerfcompress.entropy.coder import check_coder_record
 from nerfcompress.errors import BitstreamError
-from nerfcompress.plugin.config_fields import apply_config_json
-from nerfcompress.plugin.export import APPEARANCE_KEY, exportable_methods, is_exportable, network_parameters
-from nerfcompress.plugin.model import GridNerfactoModel, VqadNerfactoModelConfig, grid_layout
+from nerfcompress.plugin.export import exportable_methods, is_exportable
+from nerfcompress.plugin.file_layout import network_parameters, stored_networks
+from nerfcompress.plugin.model import GridNerfactoModel, GridNerfactoModelConfig, VqadNerfactoModelConfig, grid_layout
+from nerfcompress.plugin.model_settings import MAX_GRID_ROWS, apply_settings
 from nerfcompress.plugin.stored_cameras import StoredCamerasDataParserConfig, write_stored_cameras
 
 
@@ -79,7 +85,7 @@ def rebuild_config(header: Mapping[str, Any], output_dir: Path) -> TrainerConfig
             f"(it decodes {', '.join(exportable_methods())}): install the plugin that registers it or upgrade"
         )
     config: TrainerConfig = copy.deepcopy(all_methods[method])
-    apply_config_json(config.pipeline.model, header.get("model"), "model")
+    apply_settings(config.pipeline.model, header.get("model"))
     set_decoded_storage(config.pipeline.model)
     try:
         config.pipeline.model.__post_init__()  # re-validate the settings the file changed
@@ -97,11 +103,7 @@ def rebuild_config(header: Mapping[str, Any], output_dir: Path) -> TrainerConfig
 
 def _scene_and_cameras(header: Mapping[str, Any], sections: Mapping[str, bytes]) -> Dict[str, Any]:
     """``cameras.json`` contents from the ``cameras`` section and the header's scene entry."""
-    arrays = unpack_tensors(header.get("cameras"), sections.get("cameras", b""))
-    shapes = {name: a.shape for name, a in arrays.items()}
-    num = shapes.get("c2w", (0,))[0]
-    if num < 1 or shapes != {"c2w": (num, 3, 4), "intrinsics": (num, 4), "size": (num, 2)}:
-        raise BitstreamError(f"cameras section holds {shapes}, expected c2w [N, 3, 4], intrinsics [N, 4], size [N, 2]")
+    c2w, intrinsics, size = decode_cameras(sections.get("cameras", b""), header.get("cameras"))
     scene = _field(header, "scene", dict)
     try:
         box = np.asarray(scene["scene_box"], dtype=np.float64)
@@ -115,43 +117,55 @@ def _scene_and_cameras(header: Mapping[str, Any], sections: Mapping[str, bytes])
         or not np.isfinite([*box.ravel(), *transform.ravel(), scale]).all()
     ):
         raise BitstreamError("header scene entry has a wrong shape or non-finite values; the file is corrupt")
-    if (arrays["size"] == 0).any():
-        raise BitstreamError("a stored camera has zero width or height; the file is corrupt")
     return {
-        "c2w": arrays["c2w"].tolist(),
-        "intrinsics": arrays["intrinsics"].tolist(),
-        "size": arrays["size"].tolist(),
+        "c2w": c2w.tolist(),
+        "intrinsics": intrinsics.tolist(),
+        "size": size.tolist(),
         "scene_box": box.tolist(),
         "dataparser_transform": transform.tolist(),
         "dataparser_scale": scale,
     }
 
 
-def load_networks(header: Mapping[str, Any], sections: Mapping[str, bytes], model: GridNerfactoModel) -> None:
-    """Copies the fp16 networks and the average appearance embedding into ``model``.
+def load_networks(sections: Mapping[str, bytes], model: GridNerfactoModel) -> None:
+    """Copies the stored networks and the average appearance embedding into ``model``.
 
     Raises:
-        BitstreamError: if the stored tensors do not match the model's parameters.
+        BitstreamError: if the section does not decode to exactly the model's tensors.
     """
-    arrays = unpack_tensors(header.get("networks"), sections.get("networks", b""))
-    params = network_parameters(model)
-    embedding = getattr(model.field, "embedding_appearance", None)
-    expected = {name: tuple(p.shape) for name, p in params.items()}
-    if embedding is not None:
-        expected[APPEARANCE_KEY] = (embedding.get_out_dim(),)
-    found = {name: tuple(a.shape) for name, a in arrays.items()}
-    if found != expected:
-        missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-        raise BitstreamError(
-            f"networks section does not match the rebuilt model (missing {missing[:5]}, unexpected {extra[:5]}, "
-            "or different shapes); the file is corrupt or from another version"
-        )
+    shapes = [t.shape for t in stored_networks(model)]  # what the exporter wrote, in its order
+    values = decode_quantized_tensors(sections.get("networks", b""), [math.prod(shape) for shape in shapes])
+    values = [torch.from_numpy(value).reshape(shape) for value, shape in zip(values, shapes)]
+    params = list(network_parameters(model).values())
     with torch.no_grad():
-        for name, param in params.items():
-            param.copy_(torch.from_numpy(arrays[name].astype(np.float32)))
-        if embedding is not None:
-            average = torch.from_numpy(arrays[APPEARANCE_KEY].astype(np.float32))
-            embedding.embedding.weight.copy_(average.expand_as(embedding.embedding.weight))
+        for param, value in zip(params, values):
+            param.copy_(value)
+        embedding = getattr(model.field, "embedding_appearance", None)
+        if embedding is not None:  # the last stored tensor: the average embedding [appearance_embed_dim]
+            embedding.embedding.weight.copy_(values[-1].expand_as(embedding.embedding.weight))
+
+
+def check_grids(
+    header: Mapping[str, Any], sections: Mapping[str, bytes], config: GridNerfactoModelConfig, levels: int
+) -> None:
+    """Refuses a file whose grids the model would build differently, before building anything.
+
+    The layouts the settings give are checked against :data:`MAX_GRID_ROWS`; then tables
+    without storage (meta device) are checked against the header's grid entries and the bytes
+    of the sections the decoder will read (:func:`~nerfcompress.bitstream.model_codec.check_tables`).
+
+    Raises:
+        BitstreamError: on too many rows, or entries or sections that do not fit the tables.
+    """
+    layouts = [grid_layout(args) for _, args in config.grid_layout_args()]
+    rows = sum(layout.num_rows for layout in layouts)
+    if rows > MAX_GRID_ROWS:
+        raise BitstreamError(
+            f"header model settings give grids of {rows} rows, the cap is {MAX_GRID_ROWS}; the file is corrupt"
+        )
+    with torch.device("meta"):
+        tables = [config.build_table(layout) for layout in layouts]
+    check_tables(header.get("grids"), sections, tables, num_levels=levels)
 
 
 def read_file(data: bytes, prefix: bool = False) -> Tuple[Dict[str, Any], Mapping[str, bytes]]:
@@ -190,6 +204,7 @@ def decode_pipeline(
         ValueError: if ``max_levels`` is outside ``1 ..`` the most levels of the file's grids.
     """
     header, sections = read_file(data, prefix)
+    check_coder_record(header.get("coder"))  # before any stream is decoded
     levels, most_levels = levels_to_decode(header.get("grids"), list(sections) if prefix else None, max_levels)
     output_dir = output_dir.resolve()
     config = rebuild_config(header, output_dir)
@@ -199,13 +214,11 @@ def decode_pipeline(
     step = _field(header, "step", int)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_stored_cameras(output_dir, cameras)
-    layouts = [dataclasses.asdict(grid_layout(args)) for _, args in config.pipeline.model.grid_layout_args()]
-    if header.get("layouts") != layouts:  # checked before the grids are allocated
-        raise BitstreamError("grid layouts in the header differ from the rebuilt model's; the file is corrupt")
+    check_grids(header, sections, config.pipeline.model, levels)
     pipeline = config.pipeline.setup(device="cpu", test_mode="inference")
     pipeline.eval()
     model = pipeline.model
-    load_networks(header, sections, model)
+    load_networks(sections, model)
     decode_tables(header.get("grids"), sections, model.tables(), num_levels=levels)
     return config, pipeline, step
 

@@ -14,7 +14,6 @@ from nerfstudio.data.datamanagers.parallel_datamanager import ParallelDataManage
 from nerfstudio.engine.optimizers import AdamOptimizerConfig, RAdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
 from nerfstudio.engine.trainer import TrainerConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from nerfcompress.plugin.compat import allow_nerfstudio_checkpoint_globals
@@ -25,6 +24,7 @@ from nerfcompress.plugin.model import (
     ShaciraNerfactoModelConfig,
     VqadNerfactoModelConfig,
 )
+from nerfcompress.plugin.pipeline import GridPipelineConfig
 
 # ns-viewer / ns-eval / ns-render load checkpoints with torch's weights_only unpickler.
 allow_nerfstudio_checkpoint_globals()
@@ -81,7 +81,8 @@ def _trainer(method_name: str, model: GridNerfactoModelConfig, big: bool, grids_
         steps_per_save=2000,
         max_num_iterations=100000 if big else 30000,
         mixed_precision=True,
-        pipeline=VanillaPipelineConfig(
+        pipeline=GridPipelineConfig(
+            method_name=method_name,
             datamanager=ParallelDataManagerConfig(
                 dataparser=AutoDataParserConfig(),
                 train_num_rays_per_batch=8192 if big else 4096,

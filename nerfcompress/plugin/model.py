@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from nerfcompress.grid import GridLayout, coarse_to_fine_levels
 from nerfcompress.plugin.compat import drop_unavailable_lpips, lazy_lpips_in_nerfacto
 from nerfcompress.plugin.encoding import GridEncoding
+from nerfcompress.plugin.file_layout import FileContext, file_size_bytes, model_file
 from nerfcompress.tables import FeatureTable, PlainTable, RoundingSchedule, ShaciraTable, VqadTable
 from nerfcompress.tables.decoders import DECODER_KINDS, DecoderKind
 from nerfcompress.tables.vqad import MAX_BITS
@@ -33,9 +34,6 @@ _PROPOSAL_DEFAULTS = {
     "log2_hashmap_size": 18,
     "features_per_level": 2,
 }
-_BITS_PER_FLOAT = 16  # MLPs, decoders and embeddings are stored as fp16
-_CAMERA_BYTES = 4 * (12 + 4 + 2)  # per training camera: fp32 c2w [3, 4], fx fy cx cy; uint32 width, height
-_HEADER_BYTES = 1800  # typical zlib-compressed JSON header (settings, layouts, specs) + section framing
 
 
 @dataclass
@@ -46,7 +44,7 @@ class GridNerfactoModelConfig(NerfactoModelConfig):
     implementation: str = "torch"
     """MLP backend; torch keeps weights portable for export (tcnn pads its weight blobs)."""
     size_log_interval: int = 100
-    """Steps between logging the estimated compressed size (a full pass over every grid)."""
+    """Steps between logging the size of the file an export would write (codes every grid once)."""
     proposal_log2_hashmap_size: Optional[int] = None
     """If set, replaces log2_hashmap_size of every proposal grid (handy for small CPU runs)."""
     coarse_to_fine_min_levels: Optional[int] = None
@@ -262,11 +260,17 @@ class GridNerfactoModel(NerfactoModel):
     """nerfacto with every hash grid replaced by a :class:`GridEncoding` over a FeatureTable."""
 
     config: GridNerfactoModelConfig
+    file_context: Optional[FileContext] = None
+    """What the file holds besides the model (method, dataparser, cameras); set by the pipeline
+    (:class:`~nerfcompress.plugin.pipeline.GridPipeline`) or, in training, by the callbacks."""
+    step: int = 0
+    """The model's step: the current training step (the schedules', set by :meth:`set_step`) or the
+    loaded checkpoint's; a file of the model records it."""
+    _size_cache: Optional[Tuple[int, Dict[str, int]]] = None  # (step, estimated_size_bytes())
 
     def populate_modules(self) -> None:
         with lazy_lpips_in_nerfacto():
             super().populate_modules()
-        self.step: Optional[int] = None  # the training step, set by set_step (None: not training yet)
         args = self.config.grid_layout_args()
         main_encoding = GridEncoding(grid_layout(args[0][1]), self.config.build_table(grid_layout(args[0][1])))
         self.field.mlp_base = nn.Sequential(
@@ -287,7 +291,7 @@ class GridNerfactoModel(NerfactoModel):
             if not network.use_linear:
                 network.mlp_base = nn.Sequential(network.encoding, network.mlp_base[1])
         self.viewer_estimated_size = ViewerText(
-            "Estimated size (MB, estimate)", default_value="not measured yet", disabled=True
+            "Size of an export (MB)", default_value="not measured yet", disabled=True
         )
 
     def grid_encodings(self) -> List[GridEncoding]:
@@ -341,10 +345,15 @@ class GridNerfactoModel(NerfactoModel):
             for group, rate in zip(optimizer.param_groups, scheduled, strict=True):
                 group["lr"] = rate * scales[group["table"]].get(name, 1.0)
 
+    def update_to_step(self, step: int) -> None:
+        """Records the step of a loaded checkpoint (nerfstudio calls this when loading one)."""
+        super().update_to_step(step)
+        self.step = int(step)
+
     def set_step(self, step: int) -> None:
         """Applies the schedules at ``step``: every table's (SHACIRA's temperature), the
         coarse-to-fine level count of the main grid and the rate weight's warm-up."""
-        self.step = step
+        self.step = int(step)
         for table in self.tables():
             table.set_step(step)
         if self.config.coarse_to_fine_min_levels is not None:
@@ -384,6 +393,11 @@ class GridNerfactoModel(NerfactoModel):
                 func=self.log_estimated_size,
             )
         )
+        pipeline, trainer = training_callback_attributes.pipeline, training_callback_attributes.trainer
+        if self.file_context is None and pipeline is not None and trainer is not None:  # a run without GridPipeline
+            self.file_context = FileContext.from_datamanager(
+                trainer.config.method_name, pipeline.datamanager, pipeline.config.datamanager.dataparser
+            )
         optimizers = training_callback_attributes.optimizers
         scaled_groups = self.learning_rate_scaled_groups()
         if optimizers is not None and scaled_groups:
@@ -398,7 +412,6 @@ class GridNerfactoModel(NerfactoModel):
                     args=[optimizers],
                 )
             )
-        trainer = training_callback_attributes.trainer
         if trainer is not None:  # also log the size the finished model exports at
             last_step = getattr(trainer, "_start_step", 0) + trainer.config.max_num_iterations - 1
             callbacks.append(
@@ -432,38 +445,38 @@ class GridNerfactoModel(NerfactoModel):
         return sum(table.num_rows for table in self.tables())
 
     @torch.no_grad()
-    def estimated_size_bytes(self) -> Dict[str, float]:
-        """Estimated bytes of the exported model, by part (an estimate, not a file size).
+    def estimated_size_bytes(self, step: Optional[int] = None) -> Dict[str, int]:
+        """Bytes of the file ``ns-compress export`` writes of this model, by part.
 
-        ``grids``: each table's own estimate (entropy-coded latents / fp16 rows);
-        ``networks``: every other parameter that rendering needs, as fp16 (the appearance
-        embedding contributes only its average vector, as the viewer uses); ``metadata``: the
-        stored training cameras plus a typical header (JSON settings and section framing).
+        The same layout as the exporter's (:func:`~nerfcompress.plugin.file_layout.model_file`,
+        every grid really coded), counted without writing the file: ``grids`` (every grid
+        section), ``networks``, ``metadata`` (header and cameras) and ``total``, framing
+        included. Exact for an export of the checkpoint at ``step`` with the default codings
+        (post-hoc codings aside). Costs one encode of every grid: 0.3 s for nerfacto's default
+        grids on this CPU (BENCHMARKS.md).
+
+        Args:
+            step: the step the header records (None: :attr:`step`).
+
+        Raises:
+            RuntimeError: if the model has no :attr:`file_context` (it was not built by a
+                GridPipeline, nor trained).
         """
-        table_param_ids = {id(p) for table in self.tables() for p in table.parameters()}
-        skipped = {id(p) for p in self.camera_optimizer.parameters()}
-        network_bits = 0
-        embedding = getattr(self.field, "embedding_appearance", None)
-        if embedding is not None:
-            skipped |= {id(p) for p in embedding.parameters()}
-            network_bits += _BITS_PER_FLOAT * embedding.get_out_dim()
-        for param in self.parameters():
-            if id(param) not in table_param_ids and id(param) not in skipped:
-                network_bits += _BITS_PER_FLOAT * param.numel()
-        grid_bits = sum(table.size_estimate_bits() for table in self.tables())
-        metadata_bytes = _HEADER_BYTES + _CAMERA_BYTES * self.num_train_data
-        return {
-            "grids": grid_bits / 8,
-            "networks": network_bits / 8,
-            "metadata": metadata_bytes,
-            "total": (grid_bits + network_bits) / 8 + metadata_bytes,
-        }
+        if self.file_context is None:
+            raise RuntimeError(
+                "the model does not know its run's cameras and dataparser: build it with GridPipelineConfig "
+                "(every registered nerfcompress method does) or train it"
+            )
+        header, sections = model_file(self, self.file_context, self.step if step is None else step)
+        return file_size_bytes(header, sections)
 
     def log_estimated_size(self, step: int) -> None:
-        """Logs the estimated size to the writer (tensorboard) and the web viewer."""
-        size = self.estimated_size_bytes()
-        writer.put_scalar("estimated_size_MB (estimate)", size["total"] / 1e6, step)
-        writer.put_scalar("estimated_grid_size_MB (estimate)", size["grids"] / 1e6, step)
+        """Logs the size of the file an export at ``step`` writes to the writer (tensorboard) and the web viewer."""
+        if self.file_context is None:
+            return
+        size = self.estimated_size_bytes(step)
+        writer.put_scalar("export_size_MB", size["total"] / 1e6, step)
+        writer.put_scalar("export_grid_size_MB", size["grids"] / 1e6, step)
         self.viewer_estimated_size.value = (
             f"{size['total'] / 1e6:.3f} MB total, {size['grids'] / 1e6:.3f} MB grids (step {step})"
         )
@@ -494,7 +507,15 @@ class GridNerfactoModel(NerfactoModel):
     ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
         metrics_dict, images_dict = super().get_image_metrics_and_images(outputs, batch)
         metrics_dict = drop_unavailable_lpips(metrics_dict)
-        size = self.estimated_size_bytes()
-        metrics_dict["estimated_size_bytes"] = size["total"]
-        metrics_dict["estimated_grid_size_bytes"] = size["grids"]
+        if self.file_context is not None:
+            size = self._size_at_step()
+            metrics_dict["estimated_size_bytes"] = float(size["total"])
+            metrics_dict["estimated_grid_size_bytes"] = float(size["grids"])
         return metrics_dict, images_dict
+
+    def _size_at_step(self) -> Dict[str, int]:
+        """:meth:`estimated_size_bytes` once per step (evaluation calls it for every image)."""
+        cached = self._size_cache
+        if cached is None or cached[0] != self.step:
+            cached = self._size_cache = (self.step, self.estimated_size_bytes())
+        return cached[1]

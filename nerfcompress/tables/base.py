@@ -8,16 +8,20 @@ uncompressed one.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+
+from nerfcompress.tables.symbols import SymbolLayout, TableSymbols
 
 
 class FeatureTable(nn.Module):
     """Base class of all tables.
 
-    Subclasses implement :meth:`decode` (and :meth:`rate_bits` if they carry a learned rate).
+    Subclasses implement :meth:`decode` (and :meth:`rate_bits` if they carry a learned rate),
+    and, to be stored in a file, the codec protocol of :mod:`nerfcompress.tables.symbols`:
+    :meth:`storages`, :meth:`symbol_layout`, :meth:`to_symbols` and :meth:`from_symbols`.
 
     Args:
         num_rows: total rows of the grid (all levels concatenated).
@@ -103,6 +107,47 @@ class FeatureTable(nn.Module):
         in these optimizer groups and applies the multipliers before every training step."""
         return {}
 
-    def size_estimate_bits(self) -> float:
-        """Estimated bits to store the rows as they would be exported (not differentiable)."""
-        raise NotImplementedError
+    def storages(self) -> Tuple[str, ...]:
+        """Names of the forms this table can be stored in, the default first; empty for a table
+        that cannot be stored."""
+        return ()
+
+    def check_storage(self, storage: Optional[str]) -> str:
+        """``storage``, or the default one for None.
+
+        Raises:
+            ValueError: if the table has no such storage.
+        """
+        names = self.storages()
+        if storage is None and names:
+            return names[0]
+        if storage not in names:
+            raise ValueError(f"{type(self).__name__} is stored as one of {list(names)}, not {storage!r}")
+        return storage
+
+    def symbol_layout(self, storage: Optional[str] = None) -> SymbolLayout:
+        """The stored form in ``storage`` (default: the first of :meth:`storages`); depends on the
+        table's configuration only, never on its values."""
+        raise NotImplementedError(f"{type(self).__name__} has no stored form")
+
+    def to_symbols(self, storage: Optional[str] = None) -> TableSymbols:
+        """The values to store in ``storage``, as :meth:`symbol_layout` describes them."""
+        raise NotImplementedError(f"{type(self).__name__} has no stored form")
+
+    def from_symbols(self, symbols: TableSymbols, storage: Optional[str] = None) -> None:
+        """Sets the table from decoded symbols (untrusted values of the right shapes and dtypes,
+        as the codec checks); levels beyond ``len(symbols.levels)`` become zero rows.
+
+        Raises:
+            BitstreamError: if the values are not something the table can hold.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no stored form")
+
+    def storage_for(self, kind: Any, settings: Mapping[str, Any]) -> Optional[str]:
+        """The storage whose layout has this ``kind`` and these ``settings`` (read from a file),
+        or None."""
+        for storage in self.storages():
+            layout = self.symbol_layout(storage)
+            if layout.kind == kind and dict(layout.settings) == dict(settings):
+                return storage
+        return None

@@ -7,28 +7,30 @@ factorised density per latent channel gives a differentiable rate that the loss 
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Set
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nerfcompress.entropy.coder import ChannelTables, build_tables, empirical_pmf, estimate_bits
+from nerfcompress.entropy.coder import ChannelTables, build_tables, empirical_pmf
 from nerfcompress.entropy.factorized import FactorizedPrior
 from nerfcompress.tables.base import FeatureTable
 from nerfcompress.tables.decoders import DecoderKind, build_decoder
 from nerfcompress.tables.rounding import RoundingSchedule, hard_round_ste, soft_round_gumbel
+from nerfcompress.tables.symbols import CodingTablesPart, FloatPart, RangePart, SymbolLayout, TableSymbols
 
 MIN_DECODER_NORM = 1e-4
 """Floor of the decoder norm in :meth:`ShaciraTable.learning_rate_scales` (no division by 0)."""
 
-STREAM_END_BITS = 16
-"""Average bits a range-coded stream spends beyond its ideal length (it ends on a whole 32-bit
-word; measured: 1 to 36 bits, 17 on average)."""
-
 
 class ShaciraTable(FeatureTable):
     """Latent table with annealed soft rounding and a learned entropy model.
+
+    Stored form (kind ``"shacira"``, setting ``latent_dim``): shared sections ``cdf`` (the
+    integer coding tables the exporter derives from the prior, one per channel) and ``decoder``
+    (fp16 weight ``[F, D]`` and bias ``[F]``); level ``l``'s section holds its integer latents
+    ``[rows_l, D]`` range-coded under ``cdf``. The prior itself is not stored.
 
     Args:
         num_rows: total rows of the grid.
@@ -189,18 +191,39 @@ class ShaciraTable(FeatureTable):
         because its masses are fitted to noisy continuous latents, not to the rounded ones."""
         return build_tables(latents, empirical_pmf(latents))
 
-    @torch.no_grad()
-    def size_estimate_bits(self) -> float:
-        """Bits the exported file spends on this table (an estimate, not a file size).
+    def storages(self) -> Tuple[str, ...]:
+        return ("shacira",)
 
-        The ideal code length of the integer latents under the integer coding tables that the
-        exporter stores (:meth:`coding_tables`), plus :data:`STREAM_END_BITS` for each level's
-        range-coded stream (the file codes every level on its own), plus those tables (int32
-        ``lo`` and uint32 support per channel, a uint32 count per symbol) and the fp16 decoder.
-        """
+    def symbol_layout(self, storage: Optional[str] = None) -> SymbolLayout:
+        self.check_storage(storage)
+        dim = self.latent_dim
+        shared = {
+            "cdf": {"tables": CodingTablesPart(dim)},
+            "decoder": {name: FloatPart(tuple(p.shape)) for name, p in self.decoder.named_parameters()},
+        }
+        levels = tuple({"latents": RangePart(rows, dim, "cdf")} for rows in self.level_rows)
+        return SymbolLayout("shacira", {"latent_dim": dim}, shared, levels)
+
+    @torch.no_grad()
+    def to_symbols(self, storage: Optional[str] = None) -> TableSymbols:
+        self.check_storage(storage)
         latents = self.integer_latents().cpu().numpy()  # int32 [rows, D]
-        tables = self.coding_tables(latents)
-        table_bits = 32.0 * (2 * self.latent_dim + sum(tables.support))
-        decoder_bits = 16.0 * sum(p.numel() for p in self.decoder.parameters())
-        stream_bits = estimate_bits(latents, tables) + STREAM_END_BITS * self.num_levels
-        return stream_bits + table_bits + decoder_bits
+        decoder = {name: p.detach().cpu().float().numpy() for name, p in self.decoder.named_parameters()}
+        levels = np.split(latents, np.cumsum(self.level_rows)[:-1])
+        return TableSymbols(
+            shared={"cdf": {"tables": self.coding_tables(latents)}, "decoder": decoder},
+            levels=[{"latents": level} for level in levels],
+        )
+
+    @torch.no_grad()
+    def from_symbols(self, symbols: TableSymbols, storage: Optional[str] = None) -> None:
+        self.check_storage(storage)
+        self.latents.zero_()  # levels not decoded stay zero
+        offset = 0
+        for values in symbols.levels:
+            level = torch.from_numpy(values["latents"])
+            self.latents[offset : offset + len(level)] = level.to(self.latents.dtype)
+            offset += len(level)
+        for name, param in self.decoder.named_parameters():
+            param.copy_(torch.from_numpy(symbols.shared["decoder"][name]))
+        self.clear_cache()

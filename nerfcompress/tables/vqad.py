@@ -24,13 +24,14 @@ buffer instead: ``K`` times less memory than the fp32 logits, and the indices no
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nerfcompress.entropy.indices import coded_index_bits
 from nerfcompress.tables.base import FeatureTable
+from nerfcompress.tables.symbols import FloatPart, IndexPart, SymbolLayout, TableSymbols
 
 MAX_BITS = 8  # indices are stored as uint8
 
@@ -124,7 +125,9 @@ class VqadTable(FeatureTable):
         self.codebooks = nn.Parameter(  # [L, K, F]
             torch.randn(num_levels, self.codebook_size, num_features) * codebook_init_scale
         )
-        level_of_row = torch.repeat_interleave(torch.arange(num_levels), torch.tensor(self.level_rows))
+        level_of_row = torch.repeat_interleave(
+            torch.arange(num_levels), torch.tensor(self.level_rows), output_size=self.num_rows
+        )
         self.register_buffer("level_of_row", level_of_row, persistent=False)  # int64 [rows]
 
     def integer_indices(self) -> Tensor:
@@ -204,13 +207,34 @@ class VqadTable(FeatureTable):
         """Bits of the paper's storage: fixed-width ``b``-bit indices plus fp16 codebooks."""
         return float(self.num_rows * self.bits + 16 * self.codebooks.numel())
 
+    def storages(self) -> Tuple[str, ...]:
+        return ("vqad",)
+
+    def symbol_layout(self, storage: Optional[str] = None) -> SymbolLayout:
+        """Kind ``"vqad"``, setting ``bits``; level ``l``'s section holds its fp16 codebook
+        ``[K, F]`` and its ``rows_l`` indices."""
+        self.check_storage(storage)
+        levels = tuple(
+            {"codebook": FloatPart((self.codebook_size, self.num_features)), "indices": IndexPart(rows, self.bits)}
+            for rows in self.level_rows
+        )
+        return SymbolLayout("vqad", {"bits": self.bits}, {}, levels)
+
     @torch.no_grad()
-    def size_estimate_bits(self) -> float:
-        """Bits the exported file spends on this table, section framing aside: fp16 codebooks
-        plus each level's indices in the smaller of fixed-width packing and range coding with
-        the level's own frequency tables (:func:`~nerfcompress.entropy.indices.encode_indices`
-        is run, so this is the exporter's exact payload size)."""
-        indices = self.integer_indices().cpu().numpy()  # uint8 [rows]
-        offsets = [0, *torch.tensor(self.level_rows).cumsum(0).tolist()]
-        index_bits = sum(coded_index_bits(indices[a:b], self.bits) for a, b in zip(offsets[:-1], offsets[1:]))
-        return float(index_bits + 16 * self.codebooks.numel())
+    def to_symbols(self, storage: Optional[str] = None) -> TableSymbols:
+        self.check_storage(storage)
+        indices = np.split(self.integer_indices().cpu().numpy(), np.cumsum(self.level_rows)[:-1])  # uint8 [rows_l]
+        codebooks = self.codebooks.detach().cpu().float().numpy()  # [L, K, F]
+        return TableSymbols(levels=[{"codebook": c, "indices": i} for c, i in zip(codebooks, indices)])
+
+    @torch.no_grad()
+    def from_symbols(self, symbols: TableSymbols, storage: Optional[str] = None) -> None:
+        self.check_storage(storage)
+        indices = np.zeros(self.num_rows, np.uint8)  # levels not decoded stay zero
+        codebooks = np.zeros(tuple(self.codebooks.shape), np.float32)  # [L, K, F]
+        offset = 0
+        for level, values in enumerate(symbols.levels):
+            indices[offset : offset + len(values["indices"])] = values["indices"]
+            codebooks[level] = values["codebook"]
+            offset += len(values["indices"])
+        self.assign_codes(torch.from_numpy(indices), torch.from_numpy(codebooks).to(self.codebooks.device))

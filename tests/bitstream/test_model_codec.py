@@ -11,22 +11,16 @@ from nerfcompress.bitstream.container import (
     write_container,
 )
 from nerfcompress.bitstream.levels import decodable_levels, level_prefix_bytes
-from nerfcompress.bitstream.model_codec import (
-    UnsupportedTableError,
-    decode_shacira_latents,
-    decode_tables,
-    encode_tables,
-    pack_channel_tables,
-    unpack_channel_tables,
-)
+from nerfcompress.bitstream.model_codec import UnsupportedTableError, decode_tables, encode_tables
+from nerfcompress.bitstream.symbol_codec import pack_channel_tables, unpack_channel_tables
 from nerfcompress.entropy.coder import ChannelTables, decode_latents
 from nerfcompress.errors import BitstreamError
 from nerfcompress.grid import GridLayout, interp_torch
-from nerfcompress.tables import PlainTable, ShaciraTable, VqadTable
+from nerfcompress.tables import FeatureTable, PlainTable, ShaciraTable, VqadTable
 
 # SHA-256 of the tiny export built by _fixed_tables(); changes only with the file format or how its
 # coding tables are made (and with zlib's deflate output for the header, identical for every stock zlib).
-GOLDEN_SHA256 = "7e3c7da784a166232c6fdef46eb56709e1f17d0d03218d0b901e5827b4385e1f"
+GOLDEN_SHA256 = "e80b929c5ae9b25c6f8cd14bc2536f6a775f10b3b45e26e5d7ffd911ae1eb465"
 
 
 def _fixed_tables() -> tuple[ShaciraTable, PlainTable]:
@@ -61,8 +55,7 @@ def test_round_trip_restores_integer_latents_and_fp16_values():
     assert torch.equal(fresh[0].integer_latents(), shacira.integer_latents())
     assert torch.equal(fresh[0].decoder.weight, shacira.decoder.weight.half().float())
     assert torch.equal(fresh[1].rows, plain.rows.half().float())
-    direct = decode_shacira_latents(header["grids"][0], sections, max_rows=40)
-    np.testing.assert_array_equal(direct, shacira.integer_latents().numpy())
+    assert "decoder" not in header["grids"][0]  # shapes come from the rebuilt table's layout
 
 
 def test_each_shacira_level_is_its_own_bit_exact_stream_under_the_shared_tables():
@@ -70,10 +63,9 @@ def test_each_shacira_level_is_its_own_bit_exact_stream_under_the_shared_tables(
     header, sections = read_container(_export([shacira, plain]))
     tables = unpack_channel_tables(sections["g0.cdf"], 2)
     latents = shacira.integer_latents().numpy()
-    np.testing.assert_array_equal(decode_latents(sections["g0.l0"], 8, tables), latents[:8])
-    np.testing.assert_array_equal(decode_latents(sections["g0.l1"], 32, tables), latents[8:])
-    coarse = decode_shacira_latents(header["grids"][0], sections, max_rows=40, num_levels=1)
-    np.testing.assert_array_equal(coarse, latents[:8])
+    # each level: a checksum of its latents, then the stream
+    np.testing.assert_array_equal(decode_latents(sections["g0.l0"][4:], 8, tables), latents[:8])
+    np.testing.assert_array_equal(decode_latents(sections["g0.l1"][4:], 32, tables), latents[8:])
     fresh = _fresh_fixed_tables()
     decode_tables(header["grids"], {k: v for k, v in sections.items() if not k.endswith(".l1")}, fresh, num_levels=1)
     assert torch.equal(fresh[0].integer_latents()[:8], shacira.integer_latents()[:8])
@@ -122,16 +114,24 @@ def test_mismatched_model_or_damaged_sections_raise_bitstream_error():
         {**header["grids"][0], "level_rows": [8, 33]},
         {**header["grids"][0], "level_rows": [40, 0]},
         {**header["grids"][0], "level_rows": "8, 32"},
+        {**header["grids"][0], "latent_dim": 3},
+        {**header["grids"][0], "latent_dim": True},
+        {**header["grids"][0], "coding": ["packed"]},
+        {**header["grids"][0], "extra": 1},
     ):
         with pytest.raises(BitstreamError):
-            decode_shacira_latents(bad_grid, sections, max_rows=40)
+            decode_tables([bad_grid, header["grids"][1]], sections, _fresh_fixed_tables())
+    with pytest.raises(BitstreamError, match="beyond its parts"):
+        decode_tables(
+            header["grids"], {**sections, "g0.decoder": sections["g0.decoder"] + b"\0\0"}, _fresh_fixed_tables()
+        )
 
 
-def test_a_table_kind_without_codec_is_refused_by_name():
-    class OtherTable(PlainTable):
+def test_a_table_without_a_stored_form_is_refused_by_name():
+    class OtherTable(FeatureTable):
         pass
 
-    with pytest.raises(UnsupportedTableError, match="OtherTable.*PlainTable"):
+    with pytest.raises(UnsupportedTableError, match="OtherTable has no stored form.*to_symbols"):
         encode_tables([OtherTable(16, 2)], ["g0"])
 
 
@@ -168,7 +168,6 @@ def test_vqad_levels_use_the_smaller_coding_and_the_estimate_matches_the_payload
     assert grids[0]["coding"] == ["packed", "range"]
     assert len(sections[0][1]) == 16 * 2 * 2 + 4  # codebook [16, 2] fp16 + 8 indices x 4 bits
     assert len(sections[1][1]) < 16 * 2 * 2 + 0.5 * 20_000 * 4 / 8
-    assert table.size_estimate_bits() == 8 * sum(len(payload) for _, payload in sections)
 
 
 def test_damaged_vqad_sections_raise_bitstream_error():
@@ -180,15 +179,16 @@ def test_damaged_vqad_sections_raise_bitstream_error():
         decode_tables([entry], {**payloads, **replace}, [VqadTable((8, 20_000), 2, bits=4)])
 
     decode()
-    nan_codebook = b"\xff\x7f" + payloads["g0.l1"][2:]
-    for bad in (
-        {"g0.l0": payloads["g0.l0"][:-1]},
-        {"g0.l0": payloads["g0.l0"][:10]},
-        {"g0.l1": payloads["g0.l1"][:-4]},
-        {"g0.l1": payloads["g0.l1"][:64] + bytes([15]) + payloads["g0.l1"][65:]},
-        {"g0.l1": nan_codebook},
+    level = payloads["g0.l1"]  # range-coded: a 4-byte checksum, the codebook [16, 2] fp16, the index table
+    nan_codebook = level[:4] + b"\xff\x7f" + level[6:]
+    for bad, message in (
+        ({"g0.l0": payloads["g0.l0"][:-1]}, "packed indices hold"),
+        ({"g0.l0": payloads["g0.l0"][:10]}, "codebook needs 64 bytes"),
+        ({"g0.l1": level[:-4]}, "stream"),
+        ({"g0.l1": level[: 4 + 64] + bytes([15]) + level[4 + 65 :]}, "index table covers 15"),
+        ({"g0.l1": nan_codebook}, "NaN or infinity"),
     ):
-        with pytest.raises(BitstreamError):
+        with pytest.raises(BitstreamError, match=message):
             decode(**bad)
     with pytest.raises(BitstreamError, match="missing"):
         decode_tables([entry], {"g0.l0": payloads["g0.l0"]}, [VqadTable((8, 20_000), 2, bits=4)])

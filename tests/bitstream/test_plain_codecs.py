@@ -10,7 +10,6 @@ from nerfcompress.bitstream.model_codec import (
     encode_tables,
     plain_codec,
 )
-from nerfcompress.bitstream.plain_codecs import decode_plain_uniform_level
 from nerfcompress.errors import BitstreamError
 from nerfcompress.tables import PlainTable, ShaciraTable, round_trip_uniform
 
@@ -86,7 +85,7 @@ def test_unknown_storages_and_mixed_tables_are_refused():
         with pytest.raises(ValueError, match="plain storage must be one of fp16, fp32, uniform2"):
             plain_codec(storage)
     shacira = ShaciraTable(16, 2, latent_dim=2)
-    with pytest.raises(UnsupportedTableError, match="'plain-uniform' writes PlainTable only.*ShaciraTable"):
+    with pytest.raises(UnsupportedTableError, match="storage 'uniform8' writes PlainTable only.*ShaciraTable"):
         encode_tables([_plain_table(), shacira], ["g0", "g1"], plain_codec("uniform8"))
 
 
@@ -99,57 +98,67 @@ def _uniform_parts():
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"bits": 9}, "bits=9"),
-        ({"bits": 1}, "bits=1"),
-        ({"bits": True}, "bits=True"),
-        ({"bits": "8"}, "bits='8'"),
-        ({"bits": None}, "bits=None"),
-        ({"coding": ["packed"]}, "expected one per level"),
-        ({"coding": "packed"}, "expected one per level"),
-        ({"coding": ["zip", "zip", "zip"]}, "index coding 'zip' is unknown"),
-        ({"coding": [["packed"]] * 3}, "is unknown"),
+        ({"bits": 9}, "settings {'bits': 9}"),
+        ({"bits": 1}, "settings {'bits': 1}"),
+        ({"bits": True}, "expected ints"),
+        ({"bits": "8"}, "expected ints"),
+        ({"bits": None}, "expected ints"),
+        ({"coding": ["packed"]}, "expected a list of 3"),
+        ({"coding": "packed"}, "expected a list of 3"),
+        ({"coding": ["zip", "zip", "zip"]}, "records codings \\['zip'"),
+        ({"coding": [["packed"]] * 3}, "expected a list of 3"),
     ],
 )
 def test_bad_uniform_header_entries_raise_bitstream_error(change, message):
     entry, sections = _uniform_parts()
     with pytest.raises(BitstreamError, match=message):
-        decode_plain_uniform_level({**entry, **change}, sections, 2)
+        _decode_uniform({**entry, **change}, sections)
 
 
-def _with_range(payload: bytes, minimum: float, step: float) -> bytes:
-    return np.array([minimum, step], "<f4").tobytes() + payload[8:]
+def _decode_uniform(entry, sections, num_levels=None) -> PlainTable:
+    fresh = PlainTable(sum(LEVEL_ROWS), 2, level_rows=LEVEL_ROWS)
+    decode_tables([entry], sections, [fresh], num_levels=num_levels)
+    return fresh
+
+
+def _with_range(payload: bytes, head: int, minimum: float, step: float) -> bytes:
+    return payload[:head] + np.array([minimum, step], "<f4").tobytes() + payload[head + 8 :]
 
 
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda p: b"", "need 8"),
-        (lambda p: p[:7], "need 8"),
-        (lambda p: p[:8], "truncated"),
-        (lambda p: p[: len(p) // 2], "bytes"),
-        (lambda p: p + b"\0", "bytes"),
-        (lambda p: _with_range(p, np.nan, 0.1), "expected finite values"),
-        (lambda p: _with_range(p, 0.0, np.inf), "expected finite values"),
-        (lambda p: _with_range(p, 0.0, -0.1), "step >= 0"),
-        (lambda p: _with_range(p, 3e38, 1e37), "a finite largest value"),
+        (lambda p, head: p[:head], "needs 8 bytes"),
+        (lambda p, head: p[: head + 7], "needs 8 bytes"),
+        (lambda p, head: p[: head + 8], "truncated"),
+        (lambda p, head: p[: len(p) // 2], "bytes"),
+        (lambda p, head: p + b"\0", "bytes"),
+        (lambda p, head: _with_range(p, head, np.nan, 0.1), "NaN or infinity"),
+        (lambda p, head: _with_range(p, head, 0.0, np.inf), "NaN or infinity"),
+        (lambda p, head: _with_range(p, head, 0.0, -0.1), "step >= 0"),
+        (lambda p, head: _with_range(p, head, 3e38, 1e37), "a finite largest value"),
     ],
 )
 def test_corrupt_or_truncated_uniform_sections_raise_bitstream_error(damage, message):
     entry, sections = _uniform_parts()
+    assert entry["coding"][0] == "packed" and entry["coding"][2] == "range"
     for level in range(3):
-        damaged = {**sections, f"g0.l{level}": damage(sections[f"g0.l{level}"])}
+        head = 4 if entry["coding"][level] == "range" else 0  # a range-coded level starts with its checksum
+        damaged = {**sections, f"g0.l{level}": damage(sections[f"g0.l{level}"], head)}
         with pytest.raises(BitstreamError, match=message):
-            decode_plain_uniform_level(entry, damaged, level)
+            _decode_uniform(entry, damaged)
+    with pytest.raises(BitstreamError, match="too few for its checksum"):
+        _decode_uniform(entry, {**sections, "g0.l2": b"\0\0"})
 
 
 def test_a_missing_uniform_section_or_packed_level_of_the_wrong_length_raises_bitstream_error():
     entry, sections = _uniform_parts()
     assert entry["coding"][0] == "packed"  # 8 rows: the table would cost more than the symbols
     with pytest.raises(BitstreamError, match="section 'g0.l1' is missing"):
-        decode_plain_uniform_level(entry, {k: v for k, v in sections.items() if k != "g0.l1"}, 1)
+        _decode_uniform(entry, {k: v for k, v in sections.items() if k != "g0.l1"})
     short = {**sections, "g0.l0": sections["g0.l0"][:-1]}
     with pytest.raises(BitstreamError, match="packed indices hold 15 bytes, expected 16"):
-        decode_plain_uniform_level(entry, short, 0)
+        _decode_uniform(entry, short, num_levels=1)
     header, read = read_container(write_container({"grids": [entry]}, list(short.items())))
     with pytest.raises(BitstreamError):
         decode_tables(header["grids"], read, [PlainTable(sum(LEVEL_ROWS), 2, level_rows=LEVEL_ROWS)])

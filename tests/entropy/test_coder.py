@@ -215,4 +215,41 @@ class TestCoder:
                 assert decoded.shape == latents.shape
             except BitstreamError:
                 outcomes.add("error")
-        assert outcomes == {"decoded", "error"}
+        # every one of these is caught: a stream must be the one the encoder writes for what it
+        # decodes to (a flipped bit can still, rarely, give another canonical stream: the sections'
+        # symbol checksums catch that)
+        assert outcomes == {"error"}
+
+
+def _laplace_stream(rows: int = 300):
+    latents = np.round(np.random.default_rng(1).laplace(0, 1.5, (rows, 2))).astype(np.int32)
+    tables = build_tables(latents, lambda c, lo, s: np.exp(-np.abs(np.arange(lo, lo + s)) / 1.5))
+    return latents, tables, encode_latents(latents, tables)
+
+
+@pytest.mark.parametrize("extra", [b"\0\0\0\0", b"\x01\0\0\0", b"\xff\xff\xff\xff", b"\0" * 8])
+def test_a_stream_followed_by_extra_words_is_refused(extra):
+    latents, tables, data = _laplace_stream()
+    np.testing.assert_array_equal(decode_latents(data, len(latents), tables), latents)
+    with pytest.raises(BitstreamError, match="after the end of the stream|data left after the last row"):
+        decode_latents(data + extra, len(latents), tables)
+
+
+def test_the_coder_record_names_the_running_constriction_and_refuses_another_release():
+    from importlib.metadata import version
+
+    from nerfcompress.entropy.coder import CODER, check_coder_record, coder_record
+
+    record = coder_record()
+    assert record == {"name": CODER, "constriction": version("constriction")}
+    check_coder_record(record)
+    check_coder_record({**record, "constriction": record["constriction"].rsplit(".", 1)[0] + ".99"})  # same minor
+    major, minor = record["constriction"].split(".")[:2]
+    other = f"{major}.{int(minor) + 1}.0"
+    with pytest.raises(
+        BitstreamError, match=rf"range-coded by constriction {other}.*install constriction=={other[:-2]}"
+    ):
+        check_coder_record({**record, "constriction": other})
+    for bad in (None, "constriction", {**record, "name": "ans"}, {**record, "constriction": "latest"}, {}):
+        with pytest.raises(BitstreamError, match="records its coder"):
+            check_coder_record(bad)

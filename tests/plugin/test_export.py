@@ -51,6 +51,14 @@ def test_import_rebuilds_a_plain_model_whose_rows_are_the_exporters_bit_for_bit(
         assert torch.equal(theirs.rows, _expected_rows(ours, posthoc))
 
 
+def test_the_loaded_model_reports_the_exact_size_of_its_default_export(plain, files):
+    _, pipeline, step = plain
+    assert pipeline.model.step == step
+    size = pipeline.model.estimated_size_bytes()
+    assert size["total"] == len(files["none"])
+    assert pipeline.model.file_context.method == "plain-nerfacto"
+
+
 def test_uniform_files_are_smaller_than_fp16_smaller_than_fp32(files):
     assert files["none"] == files["fp16"]
     sizes = [len(files[posthoc]) for posthoc in ("fp32", "fp16", "uniform8", "uniform6", "uniform4", "uniform2")]

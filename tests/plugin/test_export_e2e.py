@@ -10,8 +10,9 @@ from nerfstudio.utils.eval_utils import eval_setup
 from ns_training import reduced_config, train_in_process
 
 from nerfcompress.bitstream.container import read_container_index
+from nerfcompress.bitstream.quantized_tensors import round_trip
 from nerfcompress.cli.export import Export
-from nerfcompress.plugin.export import network_parameters
+from nerfcompress.plugin.file_layout import NETWORK_PRECISION_BITS, network_parameters
 from nerfcompress.plugin.import_model import import_file
 from nerfcompress.tables import ShaciraTable
 
@@ -19,18 +20,22 @@ pytestmark = pytest.mark.slow
 
 
 def _round_like_export(model) -> None:
-    """What the file stores of a trained model: fp16 networks, decoders and codebooks, the
-    average embedding."""
+    """What the file stores of a trained model: quantised networks and average embedding, fp16
+    decoders and codebooks."""
+
+    def stored(tensor):
+        return torch.from_numpy(round_trip(tensor.detach().numpy(), NETWORK_PRECISION_BITS))
+
     with torch.no_grad():
         for param in network_parameters(model).values():
-            param.copy_(param.half().float())
+            param.copy_(stored(param))
         for table in model.tables():
             params = table.decoder.parameters() if isinstance(table, ShaciraTable) else [table.codebooks]
             for param in params:
                 param.copy_(param.half().float())
             table.clear_cache()
         weight = model.field.embedding_appearance.embedding.weight
-        weight.copy_(weight.mean(dim=0).half().float().expand_as(weight))
+        weight.copy_(stored(weight.mean(dim=0)).expand_as(weight))
 
 
 def _stored_codes(table) -> torch.Tensor:
@@ -62,21 +67,18 @@ def test_decoded_model_renders_like_the_trained_one(exported, tmp_path):
         assert torch.equal(_stored_codes(ours), _stored_codes(theirs))
     _round_like_export(trained.model)
     camera = trained.datamanager.train_dataparser_outputs.cameras[0:1]
-    assert torch.allclose(
-        camera.camera_to_worlds, imported.datamanager.train_dataparser_outputs.cameras[0:1].camera_to_worlds
-    )
+    stored_c2w = imported.datamanager.train_dataparser_outputs.cameras[0:1].camera_to_worlds
+    assert (camera.camera_to_worlds - stored_c2w).abs().max() <= 1e-3  # quantised poses, for the viewer only
     with torch.no_grad():
         expected = trained.model.get_outputs_for_camera(camera.to(trained.device))["rgb"]
         found = imported.model.get_outputs_for_camera(camera.to(imported.device))["rgb"]
     assert (expected.cpu() - found.cpu()).abs().max() <= 1e-5
 
 
-def test_file_size_is_within_five_percent_of_the_estimate(exported):
+def test_the_size_a_trained_model_reports_is_its_files_to_the_byte(exported):
     config_path, output = exported
     _, trained, _, _ = eval_setup(config_path, test_mode="inference")
-    estimate = trained.model.estimated_size_bytes()["total"]
-    size = output.stat().st_size
-    assert abs(size - estimate) <= 0.05 * size, (size, estimate)
+    assert trained.model.estimated_size_bytes()["total"] == output.stat().st_size
     header, sections = read_container_index(output.read_bytes())
     method = header["method"]
     assert method in ("shacira-nerfacto", "vqad-nerfacto")

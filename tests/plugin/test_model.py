@@ -7,8 +7,10 @@ from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
 
+from nerfcompress.bitstream.container import section_frame_bytes, write_container
 from nerfcompress.grid import coarse_to_fine_levels, interp_torch
 from nerfcompress.plugin.encoding import GridEncoding
+from nerfcompress.plugin.file_layout import FileContext, model_file
 from nerfcompress.plugin.model import (
     GridNerfactoModel,
     PlainNerfactoModelConfig,
@@ -29,10 +31,34 @@ SMALL = dict(
 )
 
 
+def _context(num_cameras: int = 4) -> FileContext:
+    """What a pipeline would tell the model: 4 cameras on a circle, a blender-style dataparser."""
+    angles = torch.linspace(0, 6.0, num_cameras)
+    c2w = torch.zeros(num_cameras, 3, 4)
+    c2w[:, 0, 0], c2w[:, 1, 1], c2w[:, 2, 2] = angles.cos(), angles.cos(), 1.0
+    c2w[:, :, 3] = torch.stack([angles.sin(), angles.cos(), torch.full_like(angles, 0.5)], -1)
+    return FileContext(
+        method="shacira-nerfacto",
+        dataparser={"name": "blender-data", "fields": {"data": "data/scene", "scale_factor": 1.0}},
+        scene={
+            "scene_box": [[-1.5] * 3, [1.5] * 3],
+            "dataparser_transform": [[1.0, 0, 0, 0]] * 3,
+            "dataparser_scale": 1,
+        },
+        cameras={
+            "c2w": c2w,
+            "intrinsics": torch.tensor([[50.0, 50.0, 32.0, 32.0]]).expand(num_cameras, 4),
+            "size": torch.tensor([[64, 64]], dtype=torch.int32).expand(num_cameras, 2),
+        },
+    )
+
+
 def _model(config) -> GridNerfactoModel:
     torch.manual_seed(0)
     box = SceneBox(aabb=torch.tensor([[-1.5, -1.5, -1.5], [1.5, 1.5, 1.5]]))
-    return config.setup(scene_box=box, num_train_data=4, metadata={})
+    model = config.setup(scene_box=box, num_train_data=4, metadata={})
+    model.file_context = _context()
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -214,14 +240,35 @@ def test_size_is_logged_every_interval_and_at_the_last_step(shacira_model, monke
     assert logged == [s for s in range(30, 280) if s % interval == 0] + [279]
 
 
-def test_estimated_size_counts_grids_and_fp16_networks(shacira_model):
-    size = shacira_model.estimated_size_bytes()
-    grid_bits = sum(t.size_estimate_bits() for t in shacira_model.tables())
-    assert size["grids"] == pytest.approx(grid_bits / 8)
-    assert size["total"] == pytest.approx(size["grids"] + size["networks"] + size["metadata"])
-    plain = _model(PlainNerfactoModelConfig(**SMALL))
-    rows = sum(t.num_rows for t in plain.tables())
-    assert plain.estimated_size_bytes()["grids"] == 2 * 2 * rows  # fp16, F = 2
+def _grid_bytes(sections) -> int:
+    return sum(section_frame_bytes(n) + len(p) for n, p in sections if n not in ("cameras", "networks"))
+
+
+@pytest.mark.parametrize(
+    "config_class", [PlainNerfactoModelConfig, ShaciraNerfactoModelConfig, VqadNerfactoModelConfig]
+)
+def test_estimated_size_is_the_exact_size_of_the_file_an_export_writes(config_class):
+    model = _model(config_class(**SMALL))
+    model.set_step(7)
+    size = model.estimated_size_bytes()
+    header, sections = model_file(model, model.file_context, 7)
+    assert header["step"] == 7
+    assert size["total"] == len(write_container(header, sections))
+    assert size["grids"] == _grid_bytes(sections)
+    assert size["total"] == size["grids"] + size["networks"] + size["metadata"]
+    if config_class is PlainNerfactoModelConfig:  # fp16 rows, F = 2, plus each section's framing
+        rows = sum(t.num_rows for t in model.tables())
+        frames = sum(section_frame_bytes(n) for n, _ in sections if n not in ("cameras", "networks"))
+        assert size["grids"] == 2 * 2 * rows + frames
+
+
+def test_a_model_without_its_runs_cameras_cannot_count_its_file_and_logs_nothing():
+    model = _model(PlainNerfactoModelConfig(**SMALL))
+    model.file_context = None
+    with pytest.raises(RuntimeError, match="GridPipelineConfig"):
+        model.estimated_size_bytes()
+    model.log_estimated_size(3)
+    assert model.viewer_estimated_size.value == "not measured yet"
 
 
 def test_lpips_is_lazy_and_not_in_the_state_dict(shacira_model):
@@ -254,7 +301,6 @@ def test_vqad_config_builds_vqad_tables_with_its_bits_on_every_grid():
     assert all(t.level_rows == e.layout.level_rows for t, e in zip(tables, model.grid_encodings()))
     grids = {id(p) for p in model.get_param_groups()["grids"]}
     assert all(id(t.logits) in grids and id(t.codebooks) in grids for t in tables)
-    assert model.estimated_size_bytes()["grids"] == pytest.approx(sum(t.size_estimate_bits() for t in tables) / 8)
 
 
 @pytest.mark.parametrize(

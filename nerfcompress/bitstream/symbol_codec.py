@@ -1,0 +1,331 @@
+"""The generic codings of the table codec protocol: a table's symbols <-> section payloads.
+
+A table's :class:`~nerfcompress.tables.symbols.SymbolLayout` lists sections of named parts;
+each section's payload is its parts' bytes back to back, in layout order:
+
+* ``FloatPart``: ``prod(shape)`` little-endian fp16 or fp32 values, row-major.
+* ``CodingTablesPart``: int32 ``lo [D]``, uint32 ``support [D]``, then every channel's uint32
+  counts back to back (:func:`pack_channel_tables`).
+* ``RangePart``: the symbols' channels one after another (channel 0 first) in one
+  range-coder stream of little-endian uint32 words under the named shared tables
+  (:func:`~nerfcompress.entropy.coder.encode_latents`).
+* ``IndexPart``: ``"packed"`` or ``"range"`` bytes (:mod:`nerfcompress.entropy.indices`),
+  whichever is smaller; the choice is returned as the part's *coding*, and the header keeps
+  the codings of a table's index parts in a list, in file order.
+
+A section with a range-coded part (a ``RangePart``, or an ``IndexPart`` coded ``"range"``)
+starts with a uint32 CRC32 of the symbols those parts decode to (each part's symbols as
+little-endian int32 for a ``RangePart``, uint8 for an ``IndexPart``, in part order). The
+container's CRC32 guards the bytes; this one guards the decoding: a stream that a different
+coder (or a damaged one) decodes to other symbols is refused (:func:`symbols_checksum`).
+
+Decoding reads only the layout (shapes, widths, from the rebuilt model) and the untrusted
+bytes: every length is checked against the bytes that remain before anything is allocated, and
+a section must hold exactly its parts.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from nerfcompress.bitstream.container import level_section_name, required_section
+from nerfcompress.entropy.coder import ChannelTables, check_stream, decode_latents, encode_latents
+from nerfcompress.entropy.indices import CODINGS, check_indices, decode_indices, encode_indices
+from nerfcompress.errors import BitstreamError
+from nerfcompress.tables.symbols import (
+    CodingTablesPart,
+    FloatPart,
+    IndexPart,
+    RangePart,
+    Section,
+    SymbolLayout,
+    TableSymbols,
+)
+
+
+def pack_channel_tables(tables: ChannelTables) -> bytes:
+    """``lo`` int32 ``[D]``, ``support`` uint32 ``[D]``, then the counts, all little-endian."""
+    support = np.asarray(tables.support, dtype="<u4")
+    return b"".join(
+        [tables.lo.astype("<i4").tobytes(), support.tobytes(), *(f.astype("<u4").tobytes() for f in tables.freq)]
+    )
+
+
+def unpack_channel_tables(payload: bytes, num_channels: int) -> ChannelTables:
+    """Inverse of :func:`pack_channel_tables`; every length is checked before it is used.
+
+    Raises:
+        BitstreamError: if the payload is too short or long for its supports, or the tables
+            are invalid (a zero count, a support below 2, a range outside int32).
+    """
+    if len(payload) < 8 * num_channels:
+        raise BitstreamError(f"coding tables hold {len(payload)} bytes, need at least {8 * num_channels}")
+    lo = np.frombuffer(payload, dtype="<i4", count=num_channels).astype(np.int32)
+    support = np.frombuffer(payload, dtype="<u4", count=num_channels, offset=4 * num_channels).astype(np.int64)
+    if 4 * (2 * num_channels + int(support.sum())) != len(payload):
+        raise BitstreamError(
+            f"coding tables declare supports {support.tolist()[:8]} but hold {len(payload)} bytes; the file is corrupt"
+        )
+    freq, offset = [], 8 * num_channels
+    for s in support.tolist():
+        freq.append(np.frombuffer(payload, dtype="<u4", count=s, offset=offset).astype(np.uint32))
+        offset += 4 * s
+    try:
+        return ChannelTables(lo=lo, freq=tuple(freq))
+    except ValueError as exc:
+        raise BitstreamError(f"coding tables are invalid ({exc}); the file is corrupt") from exc
+
+
+def _channel_tables_bytes(payload: memoryview, num_channels: int) -> int:
+    """Bytes of the coding tables at the start of ``payload`` (from their declared supports)."""
+    if len(payload) < 8 * num_channels:
+        raise BitstreamError(f"coding tables hold {len(payload)} bytes, need at least {8 * num_channels}")
+    support = np.frombuffer(payload, dtype="<u4", count=num_channels, offset=4 * num_channels)
+    return 4 * (2 * num_channels + int(support.astype(np.int64).sum()))
+
+
+_CHECKSUM = struct.Struct("<I")
+
+
+def _entropy_coded(part, coding: Optional[str]) -> bool:
+    return isinstance(part, RangePart) or (isinstance(part, IndexPart) and coding == "range")
+
+
+def symbols_checksum(symbols: Sequence[np.ndarray]) -> int:
+    """CRC32 of decoded symbols: int32 arrays as little-endian int32, uint8 arrays as bytes, in order."""
+    crc = 0
+    for array in symbols:
+        stored = array.astype("<i4") if array.dtype != np.uint8 else array
+        crc = zlib.crc32(np.ascontiguousarray(stored).tobytes(), crc)
+    return crc
+
+
+def _encode_part(part, value, tables: Mapping[str, ChannelTables], where: str) -> Tuple[bytes, List[str]]:
+    if isinstance(part, FloatPart):
+        array = np.asarray(value, dtype=np.float32)
+        if array.shape != tuple(part.shape):
+            raise ValueError(f"{where}: expected float values of shape {part.shape}, found {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{where} holds NaN or infinity")
+        with np.errstate(over="ignore"):
+            stored = array.astype(part.dtype)
+        if not np.isfinite(stored).all():
+            raise ValueError(f"{where} overflows {part.dtype}")
+        return stored.tobytes(), []
+    if isinstance(part, CodingTablesPart):
+        if not isinstance(value, ChannelTables) or value.num_channels != part.channels:
+            raise ValueError(f"{where}: expected ChannelTables of {part.channels} channels, found {value!r:.80}")
+        return pack_channel_tables(value), []
+    if isinstance(part, RangePart):
+        shape = (part.rows, part.channels)
+        if not (isinstance(value, np.ndarray) and value.dtype == np.int32 and value.shape == shape):
+            raise ValueError(f"{where}: expected int32 [{part.rows}, {part.channels}], found {value!r:.80}")
+        return encode_latents(value, tables[part.tables]), []
+    if not (isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.shape == (part.count,)):
+        raise ValueError(f"{where}: expected uint8 [{part.count}], found {value!r:.80}")
+    coding, data = encode_indices(value, part.bits)
+    return data, [coding]
+
+
+def encode_symbols(layout: SymbolLayout, symbols: TableSymbols, name: str) -> Tuple[List[str], List[Tuple[str, bytes]]]:
+    """Section payloads of one table.
+
+    Args:
+        layout: the table's layout.
+        symbols: its values, every level present.
+        name: the grid's name, the prefix of its sections.
+
+    Returns:
+        ``(codings, sections)``: the coding of every index part in file order, and
+        ``(section name, payload)`` in layout order (shared sections, then level 0, 1, ...).
+
+    Raises:
+        ValueError: if the symbols do not match the layout.
+    """
+    if len(symbols.levels) != len(layout.levels) or set(symbols.shared) != set(layout.shared):
+        raise ValueError(f"grid '{name}': symbols of {len(symbols.levels)} levels do not match the layout")
+    tables: Dict[str, ChannelTables] = {}
+    codings: List[str] = []
+    sections = []
+    values = [*(symbols.shared[suffix] for suffix in layout.shared), *symbols.levels]
+    for (suffix, section), section_values in zip(layout.sections(), values):
+        if set(section_values) != set(section):
+            found = sorted(section_values)
+            raise ValueError(f"grid '{name}' section {suffix}: parts {found}, expected {list(section)}")
+        parts, coded = [], []
+        for part_name, part in section.items():
+            value = section_values[part_name]
+            data, part_codings = _encode_part(part, value, tables, f"'{name}.{suffix}' {part_name}")
+            parts.append(data)
+            codings += part_codings
+            if _entropy_coded(part, part_codings[0] if part_codings else None):
+                coded.append(value)
+            if isinstance(part, CodingTablesPart):
+                tables[suffix] = value
+        if coded:
+            parts.insert(0, _CHECKSUM.pack(symbols_checksum(coded)))
+        sections.append((f"{name}.{suffix}", b"".join(parts)))
+    return codings, sections
+
+
+def _decode_part(
+    part, payload: memoryview, coding: Optional[str], tables: Mapping[str, ChannelTables], where: str, check: bool
+) -> Tuple[Any, int]:
+    """``(value, bytes used)`` of the part at the start of ``payload``; with ``check``, streams
+    are only checked against the bytes they have (no value, nothing allocated)."""
+    if isinstance(part, FloatPart) and check:
+        size = math.prod(part.shape) * np.dtype(part.dtype).itemsize
+        if size > len(payload):
+            raise BitstreamError(
+                f"{where} needs {size} bytes, the section holds {len(payload)}; the file is truncated or corrupt"
+            )
+        return None, size
+    if isinstance(part, FloatPart):
+        itemsize = np.dtype(part.dtype).itemsize
+        count = math.prod(part.shape)
+        if count * itemsize > len(payload):
+            raise BitstreamError(
+                f"{where} needs {count * itemsize} bytes, the section holds {len(payload)}; "
+                "the file is truncated or corrupt"
+            )
+        array = np.frombuffer(payload, dtype=part.dtype, count=count).astype(np.float32).reshape(part.shape)
+        if not np.isfinite(array).all():
+            raise BitstreamError(f"{where} holds NaN or infinity; the file is corrupt")
+        return array, count * itemsize
+    if isinstance(part, CodingTablesPart):
+        size = _channel_tables_bytes(payload, part.channels)
+        if size > len(payload):
+            raise BitstreamError(f"{where} declares {size} bytes of coding tables, the section holds {len(payload)}")
+        return unpack_channel_tables(bytes(payload[:size]), part.channels), size
+    if isinstance(part, RangePart) and check:
+        check_stream(bytes(payload), part.rows, tables[part.tables], max_rows=part.rows)
+        return None, len(payload)
+    if isinstance(part, RangePart):
+        symbols = decode_latents(bytes(payload), part.rows, tables[part.tables], max_rows=part.rows)
+        return symbols, len(payload)
+    if check:
+        check_indices(coding, bytes(payload), part.count, part.bits)
+        return None, len(payload)
+    return decode_indices(coding, bytes(payload), part.count, part.bits), len(payload)
+
+
+def decode_section(
+    section: Section,
+    payload: bytes,
+    codings: Sequence[str],
+    tables: Mapping[str, ChannelTables],
+    where: str,
+    check: bool = False,
+) -> Dict[str, Any]:
+    """``part name -> value`` of one section.
+
+    Args:
+        section: the section's layout (from the rebuilt model).
+        payload: the section's bytes (untrusted).
+        codings: the codings of the section's index parts, in order (validated).
+        tables: the coding tables decoded so far, by shared section suffix.
+        where: the section's name, for messages.
+        check: only check the payload's lengths (streams against what their words can hold);
+            the values of floats and streams are then None.
+
+    Raises:
+        BitstreamError: if the payload does not hold exactly the section's parts, or the
+            range-coded parts decode to symbols whose checksum is not the stored one.
+    """
+    coding_of = dict(zip([n for n, p in section.items() if isinstance(p, IndexPart)], codings))
+    checked = any(_entropy_coded(part, coding_of.get(name)) for name, part in section.items())
+    view = memoryview(payload)
+    offset = _CHECKSUM.size if checked else 0
+    if len(payload) < offset:
+        raise BitstreamError(f"section '{where}' holds {len(payload)} bytes, too few for its checksum; corrupt file")
+    values: Dict[str, Any] = {}
+    for part_name, part in section.items():
+        coding = coding_of.get(part_name)
+        values[part_name], used = _decode_part(part, view[offset:], coding, tables, f"'{where}' {part_name}", check)
+        offset += used
+    if offset != len(payload):
+        raise BitstreamError(
+            f"section '{where}' holds {len(payload) - offset} bytes beyond its parts; the file is corrupt"
+        )
+    if checked and not check:
+        coded = [values[name] for name, part in section.items() if _entropy_coded(part, coding_of.get(name))]
+        if symbols_checksum(coded) != _CHECKSUM.unpack_from(payload)[0]:
+            raise BitstreamError(
+                f"section '{where}' decodes to symbols whose checksum differs from the one stored: the file is "
+                "corrupt, or its range coder decodes differently from the one that wrote it"
+            )
+    return values
+
+
+def index_part_count(layout: SymbolLayout) -> int:
+    """How many index parts (and so recorded codings) a layout has."""
+    return sum(isinstance(part, IndexPart) for _, section in layout.sections() for part in section.values())
+
+
+def check_codings(codings: Any, layout: SymbolLayout, name: str) -> List[str]:
+    """The validated ``"coding"`` list of a grid entry (untrusted; None when there is none).
+
+    Raises:
+        BitstreamError: unless it is a list of one of :data:`~nerfcompress.entropy.indices.CODINGS`
+            per index part of the layout (or absent for a layout without index parts).
+    """
+    expected = index_part_count(layout)
+    if codings is None and expected == 0:
+        return []
+    if not (isinstance(codings, list) and len(codings) == expected and all(c in CODINGS for c in codings)):
+        raise BitstreamError(
+            f"grid '{name}' records codings {codings!r:.80}, expected a list of {expected} of {CODINGS}; "
+            "the file is corrupt"
+        )
+    return codings
+
+
+def decode_symbols(
+    layout: SymbolLayout,
+    sections: Mapping[str, bytes],
+    codings: Sequence[str],
+    name: str,
+    num_levels: int,
+    check: bool = False,
+) -> TableSymbols:
+    """The symbols of one table's shared sections and its levels ``0 .. num_levels - 1``.
+
+    Args:
+        layout: the rebuilt table's layout.
+        sections: the file's sections (untrusted).
+        codings: the validated codings (:func:`check_codings`).
+        name: the grid's name.
+        num_levels: ``1 .. len(layout.levels)``.
+        check: only check lengths (see :func:`decode_section`), allocating nothing the layout
+            sizes call for.
+
+    Raises:
+        BitstreamError: on a missing or damaged section.
+    """
+    remaining = list(codings)
+
+    def section_codings(section: Section) -> List[str]:
+        count = sum(isinstance(part, IndexPart) for part in section.values())
+        taken = remaining[:count]
+        del remaining[:count]
+        return taken
+
+    tables: Dict[str, ChannelTables] = {}
+    symbols = TableSymbols()
+    for suffix, section in layout.shared.items():
+        where = f"{name}.{suffix}"
+        payload = required_section(sections, where)
+        symbols.shared[suffix] = decode_section(section, payload, section_codings(section), tables, where, check)
+        for value in symbols.shared[suffix].values():
+            if isinstance(value, ChannelTables):
+                tables[suffix] = value
+    for level, section in enumerate(layout.levels[:num_levels]):
+        where = level_section_name(name, level)
+        payload = required_section(sections, where)
+        symbols.levels.append(decode_section(section, payload, section_codings(section), tables, where, check))
+    return symbols

@@ -1,0 +1,180 @@
+"""The one account of a ``.ncmp`` file: the header and sections an export of a model holds.
+
+:func:`model_file` lays out the header and every section exactly as ``ns-compress export``
+writes them, and :func:`section_sizes` counts their bytes, framing included, without writing
+the file. The exporter writes what :func:`model_file` returns; the size logged during training
+and ``estimated_size_bytes`` in ``ns-eval`` count the same thing
+(:meth:`~nerfcompress.plugin.model.GridNerfactoModel.estimated_size_bytes`), so the logged size
+is the size of the file an export at that step writes, to the byte.
+
+Sections in file order: ``cameras`` (the training cameras for the viewer, quantised poses and
+shared intrinsics, :mod:`nerfcompress.bitstream.cameras`), ``networks`` (every parameter
+rendering needs besides the grids, then the average appearance embedding, in
+:func:`network_parameters` order, each tensor quantised with its own step and range-coded,
+:mod:`nerfcompress.bitstream.quantized_tensors`), then the grids' sections: every grid's shared
+sections (main field first, then the proposal grids), then level 0 of every grid, level 1 of
+every grid, ... (:mod:`nerfcompress.bitstream.model_codec`).
+
+The header holds the method name, the step, the versions that wrote the file and the coder, the
+allow-listed model settings (:mod:`nerfcompress.plugin.model_settings`), the dataparser's
+registered name and the fields where it differs from that parser's defaults (the dataset path
+left out), the scene box and dataparser transform and scale (float32 values, written in the
+shortest decimal that reads back to them), the camera count and the grid entries. Tensor shapes
+are not stored: the importer rebuilds the model from the settings and reads what it needs.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from nerfstudio.configs.dataparser_configs import all_dataparsers
+from torch import nn
+
+from nerfcompress.bitstream.cameras import encode_cameras
+from nerfcompress.bitstream.container import header_size_bytes, section_frame_bytes
+from nerfcompress.bitstream.model_codec import TableCodec, encode_tables
+from nerfcompress.bitstream.quantized_tensors import encode_quantized_tensors
+from nerfcompress.entropy.coder import coder_record
+from nerfcompress.plugin.config_fields import config_diff
+from nerfcompress.plugin.model_settings import stored_settings
+
+NETWORK_PRECISION_BITS = 6
+"""Bits each network tensor keeps below its RMS in the file (its quantisation step is
+``2**(floor(log2 rms) - NETWORK_PRECISION_BITS)``); chosen on lego100's val split (BENCHMARKS.md)."""
+
+Sections = List[Tuple[str, bytes]]
+
+
+def grid_names(num_grids: int) -> List[str]:
+    """Section prefixes of the grids in :meth:`GridNerfactoModel.grid_encodings` order."""
+    return ["main", *(f"prop{i}" for i in range(num_grids - 1))]
+
+
+def _float32(values: Any) -> Any:
+    """Nested lists of floats as the shortest decimals that read back to the same float32."""
+    return np.vectorize(lambda v: float(str(np.float32(v))), otypes=[object])(np.asarray(values)).tolist()
+
+
+def stored_networks(model) -> List[torch.Tensor]:
+    """The tensors of the ``networks`` section, in order: :func:`network_parameters`, then the
+    average appearance embedding ``[appearance_embed_dim]`` if the model has one."""
+    tensors = [p.detach().cpu() for p in network_parameters(model).values()]
+    embedding = getattr(model.field, "embedding_appearance", None)
+    if embedding is not None:
+        tensors.append(embedding.mean(dim=0).detach().cpu())
+    return tensors
+
+
+def network_parameters(model) -> "OrderedDict[str, nn.Parameter]":
+    """Parameters of a GridNerfactoModel that rendering needs besides the grids: MLPs, proposal
+    MLPs, everything except tables, the camera optimizer and the appearance embedding (stored
+    as its average)."""
+    skipped = {id(p) for table in model.tables() for p in table.parameters()}
+    skipped |= {id(p) for p in model.camera_optimizer.parameters()}
+    embedding = getattr(model.field, "embedding_appearance", None)
+    if embedding is not None:
+        skipped |= {id(p) for p in embedding.parameters()}
+    return OrderedDict((name, p) for name, p in model.named_parameters() if id(p) not in skipped)
+
+
+@dataclass(frozen=True)
+class FileContext:
+    """What a file holds besides the model: the run's method, dataparser and training cameras.
+
+    Attributes:
+        method: the registered method name (``TrainerConfig.method_name``).
+        dataparser: the header's ``"dataparser"`` entry (registered name and plain fields).
+        scene: the header's ``"scene"`` entry (scene box, dataparser transform and scale).
+        cameras: ``c2w`` float32 ``[N, 3, 4]``, ``intrinsics`` float32 ``[N, 4]`` (fx, fy, cx,
+            cy), ``size`` int32 ``[N, 2]`` (width, height), on CPU.
+    """
+
+    method: str
+    dataparser: Dict[str, Any]
+    scene: Dict[str, Any]
+    cameras: Dict[str, torch.Tensor]
+
+    @classmethod
+    def from_datamanager(cls, method: str, datamanager, dataparser_config) -> "FileContext":
+        """The context of a pipeline's datamanager (its training dataparser outputs)."""
+        outputs = datamanager.train_dataparser_outputs
+        cameras = outputs.cameras
+        names = [name for name, cfg in all_dataparsers.items() if type(cfg) is type(dataparser_config)]
+        fields = config_diff(dataparser_config, all_dataparsers[names[0]]) if names else {}
+        fields.pop("data", None)  # the dataset's path on the training machine: evaluation passes its own
+        return cls(
+            method=method,
+            dataparser={"name": names[0] if names else None, "fields": fields},
+            scene={
+                "scene_box": _float32(outputs.scene_box.aabb.float()),
+                "dataparser_transform": _float32(outputs.dataparser_transform.float()),
+                "dataparser_scale": _float32(float(outputs.dataparser_scale)),
+            },
+            cameras={
+                "c2w": cameras.camera_to_worlds.detach().float().cpu(),
+                "intrinsics": torch.cat([cameras.fx, cameras.fy, cameras.cx, cameras.cy], dim=-1).float().cpu(),
+                "size": torch.cat([cameras.width, cameras.height], dim=-1).to(torch.int32).cpu(),
+            },
+        )
+
+
+def model_file(model, context: FileContext, step: int, codec: Optional[TableCodec] = None) -> Tuple[dict, Sections]:
+    """Header and sections of the file that exports ``model`` (a GridNerfactoModel).
+
+    Args:
+        model: the model.
+        context: the run's method, dataparser and cameras.
+        step: the training step recorded in the header.
+        codec: a storage for every table (post hoc, e.g. ``plain_codec("uniform8")``); None:
+            each table's default.
+
+    Returns:
+        ``(header, sections)`` for :func:`~nerfcompress.bitstream.container.write_container`.
+
+    Raises:
+        UnsupportedTableError: if a table has no stored form (or not ``codec``'s).
+    """
+    network_bytes = encode_quantized_tensors([t.numpy() for t in stored_networks(model)], NETWORK_PRECISION_BITS)
+    cameras = context.cameras
+    camera_bytes = encode_cameras(cameras["c2w"].numpy(), cameras["intrinsics"].numpy(), cameras["size"].numpy())
+    encodings = model.grid_encodings()
+    grids, grid_sections = encode_tables([e.table for e in encodings], grid_names(len(encodings)), codec)
+    header = {
+        "method": context.method,
+        "step": int(step),
+        "versions": {name: version(name) for name in ("nerfcompress", "nerfstudio")},
+        "coder": coder_record(),
+        "model": stored_settings(model.config),
+        "dataparser": context.dataparser,
+        "scene": context.scene,
+        "cameras": len(cameras["c2w"]),
+        "grids": grids,
+    }
+    return header, [("cameras", camera_bytes), ("networks", network_bytes), *grid_sections]
+
+
+def section_sizes(header: dict, sections: Sections) -> List[Tuple[str, int]]:
+    """Exact bytes of every part of the file ``write_container(header, sections)``; they sum to
+    its length.
+
+    Returns:
+        ``("header", preamble + header bytes)`` then ``(name, framing + payload bytes)`` per section.
+    """
+    return [("header", header_size_bytes(header))] + [
+        (name, section_frame_bytes(name) + len(payload)) for name, payload in sections
+    ]
+
+
+def file_size_bytes(header: dict, sections: Sections) -> Dict[str, int]:
+    """The file's bytes by part: ``grids`` (every grid section), ``networks``, ``metadata``
+    (header and cameras) and ``total``, framing included."""
+    sizes = section_sizes(header, sections)
+    networks = sum(size for name, size in sizes if name == "networks")
+    metadata = sum(size for name, size in sizes if name in ("header", "cameras"))
+    total = sum(size for _, size in sizes)
+    return {"grids": total - networks - metadata, "networks": networks, "metadata": metadata, "total": total}
