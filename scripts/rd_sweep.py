@@ -62,6 +62,7 @@ from nerfcompress.scenes.synthetic import write_synthetic_scene  # noqa: E402
 CONSOLE = Console()
 REPO = Path(__file__).resolve().parent.parent
 RATE_WEIGHT_FLAG = "--pipeline.model.rate-weight"
+VQAD_RATE_WEIGHT_FLAG = RATE_WEIGHT_FLAG  # the same field name on VQAD's config
 LATENT_DIM_FLAG = "--pipeline.model.latent-dim"
 GRID_LR_FLAG = "--optimizers.grids.optimizer.lr"
 SPLITS = ("val", "test")
@@ -92,7 +93,8 @@ BASELINE = TrainedPoint("plain", "plain-nerfacto", "fp16 tables")
 
 @dataclass(frozen=True)
 class SweepGrid:
-    """What the sweep varies: SHACIRA latents per row and rate weights, VQAD bit widths, the
+    """What the sweep varies: SHACIRA latents per row and rate weights, VQAD bit widths (without a
+    rate term, as in the paper) and rate weights at some bit widths (entropy-constrained), the
     post-hoc uniform and k-means bit widths, and the baseline's other grid learning rates."""
 
     latent_dims: Tuple[int, ...]
@@ -101,6 +103,8 @@ class SweepGrid:
     uniform_bits: Tuple[int, ...]
     kmeans_bits: Tuple[int, ...]
     baseline_grid_lrs: Tuple[float, ...] = ()
+    vqad_lambdas: Tuple[float, ...] = ()
+    vqad_lambda_bits: Tuple[int, ...] = ()
 
 
 REDUCED = SweepGrid(
@@ -139,6 +143,16 @@ def sweep_points(grid: SweepGrid) -> Tuple[List[TrainedPoint], List[PosthocPoint
     trained += [
         TrainedPoint(f"vqad-b{bits}", "vqad-nerfacto", f"b={bits}", {"--pipeline.model.bits": bits})
         for bits in grid.bit_widths
+    ]
+    trained += [
+        TrainedPoint(
+            f"vqad-b{bits}-lambda{lam:g}",
+            "vqad-nerfacto",
+            f"b={bits}, lambda={lam:g}",
+            {"--pipeline.model.bits": bits, VQAD_RATE_WEIGHT_FLAG: lam},
+        )
+        for bits in grid.vqad_lambda_bits
+        for lam in grid.vqad_lambdas
     ]
     posthoc = [
         PosthocPoint("plain-fp32", "fp32 tables", posthoc="fp32"),
@@ -200,7 +214,11 @@ class RdSweep:
     lambdas: Optional[Tuple[float, ...]] = None
     """SHACIRA rate weights to sweep, for every latent dim (default: 3e-3 1e-2 3e-2; more with --full)."""
     bit_widths: Optional[Tuple[int, ...]] = None
-    """VQAD index widths to sweep (default: 2 4; more with --full)."""
+    """VQAD index widths to sweep without a rate term, as in the paper (default: 2 4; more with --full)."""
+    vqad_lambdas: Tuple[float, ...] = ()
+    """VQAD rate weights (entropy-constrained indices) to sweep at each of --vqad-lambda-bits."""
+    vqad_lambda_bits: Tuple[int, ...] = (3,)
+    """VQAD index widths of the --vqad-lambdas points."""
     uniform_bits: Optional[Tuple[int, ...]] = None
     """Post-hoc uniform quantisation widths (default: 8 6 4; with --full 8 6 5 4 3 2)."""
     kmeans_bits: Optional[Tuple[int, ...]] = None
@@ -239,6 +257,8 @@ class RdSweep:
                 uniform_bits=self.uniform_bits or defaults.uniform_bits,
                 kmeans_bits=self.kmeans_bits or defaults.kmeans_bits,
                 baseline_grid_lrs=self.baseline_grid_lrs,
+                vqad_lambdas=self.vqad_lambdas,
+                vqad_lambda_bits=self.vqad_lambda_bits,
             )
         )
         if self.only is not None:
@@ -576,13 +596,16 @@ def dominance_over_posthoc(summary: List[Dict[str, Any]]) -> Dict[str, Dict[str,
     return out
 
 
-def plot_series(row: Dict[str, Any]) -> str:
-    """The plot line a point belongs to: its method, and for SHACIRA its latent dim (one curve per D)."""
-    latent_dim = row.get("train_flags", {}).get(LATENT_DIM_FLAG)
-    if row["method"] == "shacira-nerfacto" and latent_dim is not None:
-        return f"{row['method']} D={latent_dim}"
+def plot_series(row: Dict[str, Any]) -> Optional[str]:
+    """The plot line a point belongs to: its method; for SHACIRA its latent dim (one curve per D);
+    for VQAD with a rate weight its bit width. None for the baseline's tuning runs (not plotted)."""
+    flags = row.get("train_flags", {})
+    if row["method"] == "shacira-nerfacto" and LATENT_DIM_FLAG in flags:
+        return f"{row['method']} D={flags[LATENT_DIM_FLAG]}"
+    if row["method"] == "vqad-nerfacto" and VQAD_RATE_WEIGHT_FLAG in flags:
+        return f"{row['method']} b={flags.get('--pipeline.model.bits')} + rate"
     if row["kind"] == "trained" and row["method"] == BASELINE.method:
-        return "plain-nerfacto (fp16)"
+        return "plain-nerfacto (fp16)" if row["point"] == BASELINE.name else None
     return row["method"]
 
 
@@ -594,7 +617,7 @@ def plot_rate_distortion(summary: List[Dict[str, Any]], path: Path, scene: str) 
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7.5, 4.8), dpi=120)
-    for series in sorted({plot_series(r) for r in summary}):
+    for series in sorted({plot_series(r) for r in summary} - {None}):
         rows = sorted((r for r in summary if plot_series(r) == series), key=lambda r: r["file_bytes"])
         style = "o-" if rows[0]["kind"] == "trained" and series != "plain-nerfacto (fp16)" else "s"
         axes.errorbar([r["file_bytes"] for r in rows], [r["psnr"] for r in rows], yerr=[r["psnr_std"] for r in rows],
