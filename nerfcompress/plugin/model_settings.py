@@ -85,6 +85,16 @@ class OneOf:
 
 
 @dataclass(frozen=True)
+class Maybe:
+    """null (the config's ``None``: the setting is unset) or a value of one kind."""
+
+    item: Any
+
+    def check(self, value: Any, where: str) -> Any:
+        return None if value is None else self.item.check(value, where)
+
+
+@dataclass(frozen=True)
 class ListOf:
     """A list of ``min_len .. max_len`` items of one kind, restored as a list or a tuple."""
 
@@ -141,7 +151,7 @@ COMMON_SETTINGS: Dict[str, Any] = {
     "use_same_proposal_network": Bool(),
     "proposal_net_args_list": ListOf(_PROPOSAL_NETWORK, 1, 4),
     "proposal_initial_sampler": OneOf(("uniform", "piecewise")),
-    "proposal_log2_hashmap_size": Int(4, 24),
+    "proposal_log2_hashmap_size": Maybe(Int(4, 24)),
     "use_appearance_embedding": Bool(),
     "use_average_appearance_embedding": Bool(),
     "appearance_embed_dim": Int(0, 1024),
@@ -155,7 +165,7 @@ COMMON_SETTINGS: Dict[str, Any] = {
 rendering reads (planes, samples, background, density scale)."""
 
 METHOD_SETTINGS: Dict[str, Dict[str, Any]] = {
-    "ShaciraNerfactoModelConfig": {"latent_dim": Int(1, 8)},
+    "ShaciraNerfactoModelConfig": {"latent_dim": Int(1, 8), "decoder": OneOf(("shared", "per-level"))},
     "VqadNerfactoModelConfig": {"bits": Int(1, 8)},
     "PlainNerfactoModelConfig": {},
 }

@@ -72,7 +72,13 @@ def _drop(key):
             ),
             f"at most {MAX_RENDER_SAMPLES} samples per chunk",
         ),
-        (_set("latent_dim", 3), "grid 'main' is stored as 'shacira' with settings {'latent_dim': 2}"),
+        (
+            lambda header, sections: header["model"].update(latent_dim=3, decoder="shared"),
+            "grid 'main' is stored as 'shacira' with settings {'latent_dim': 2}",
+        ),
+        (_set("latent_dim", 3), "decoder 'per-level' needs latent_dim == features_per_level"),
+        (_set("decoder", "mlp"), "model.decoder is 'mlp', expected one of shared, per-level"),
+        (_set("proposal_log2_hashmap_size", 30), "model.proposal_log2_hashmap_size is 30"),
         (_set("num_levels", 5), "grid 'main' stores"),
         (_set("log2_hashmap_size", 24), "grid 'main' stores"),
         (_set("unknown_field", 1), re.escape("unknown fields ['unknown_field']")),
@@ -130,9 +136,11 @@ def test_the_issues_repro_through_ns_compress_import_is_one_line_fast_and_small(
     hostile.write_bytes(_crafted(small_export.read_bytes(), _set("hidden_dim_color", 200000)))
 
     def run(path, out):
-        code = "import resource, sys; from nerfcompress.cli.main import entrypoint\n"
+        # VmHWM is this process's own peak: ru_maxrss would carry over the forking pytest's RSS through exec.
+        code = "import re, sys; from nerfcompress.cli.main import entrypoint\n"
         code += "try:\n    entrypoint()\nfinally:\n"
-        code += "    print('RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+        code += "    hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+        code += "    print('RSS_KB', hwm, file=sys.stderr)"
         begin = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-c", code, "import", str(path), "--output-dir", str(out)],
