@@ -114,7 +114,7 @@ def _attributes(optimizers: Optimizers) -> TrainingCallbackAttributes:
 
 
 def test_each_tables_latents_learn_at_the_scheduled_rate_over_its_decoder_norm():
-    model = _model(ShaciraNerfactoModelConfig(**SMALL))
+    model = _model(ShaciraNerfactoModelConfig(**SMALL, decoder="shared"))
     tables = model.tables()
     with torch.no_grad():
         for i, table in enumerate(tables):
