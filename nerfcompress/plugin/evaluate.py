@@ -59,7 +59,12 @@ def _check_same_scene(header: Mapping[str, Any], config: DataParserConfig, datas
 
 
 def evaluate_file(
-    data: bytes, dataset: Path, work_dir: Path, max_levels: Optional[int] = None, prefix: bool = False
+    data: bytes,
+    dataset: Path,
+    work_dir: Path,
+    max_levels: Optional[int] = None,
+    prefix: bool = False,
+    split: str = "test",
 ) -> Dict[str, float]:
     """Decodes a file and renders the test split of ``dataset``.
 
@@ -69,6 +74,7 @@ def evaluate_file(
         work_dir: scratch directory for the decoded run.
         max_levels: decode and render at most this many levels of every grid.
         prefix: accept a truncated file and render the levels it holds completely.
+        split: ``"test"`` (what results report) or ``"val"`` (what settings are chosen on).
 
     Returns:
         nerfstudio's averaged image metrics (psnr, ssim, lpips when its weights are available,
@@ -92,7 +98,9 @@ def evaluate_file(
             config.pipeline.datamanager.num_processes = 0  # evaluation needs no training batches
         return config
 
-    config, pipeline, _, _ = eval_setup(config_path, test_mode="test", update_config_callback=use_dataset)
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', found {split!r}")
+    config, pipeline, _, _ = eval_setup(config_path, test_mode=split, update_config_callback=use_dataset)
     metrics = pipeline.get_average_eval_image_metrics()
     metrics = {k: float(v) for k, v in metrics.items() if not k.startswith("estimated_")}
     metrics["file_size_bytes"] = float(len(data))
