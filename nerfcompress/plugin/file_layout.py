@@ -123,7 +123,13 @@ class FileContext:
         )
 
 
-def model_file(model, context: FileContext, step: int, codec: Optional[TableCodec] = None) -> Tuple[dict, Sections]:
+def model_file(
+    model,
+    context: FileContext,
+    step: int,
+    codec: Optional[TableCodec] = None,
+    network_precision_bits: int = NETWORK_PRECISION_BITS,
+) -> Tuple[dict, Sections]:
     """Header and sections of the file that exports ``model`` (a GridNerfactoModel).
 
     Args:
@@ -132,6 +138,8 @@ def model_file(model, context: FileContext, step: int, codec: Optional[TableCode
         step: the training step recorded in the header.
         codec: a storage for every table (post hoc, e.g. ``plain_codec("uniform8")``); None:
             each table's default.
+        network_precision_bits: bits each network tensor keeps below its RMS (the default is
+            what ``ns-compress export`` writes; other values are for measuring the choice).
 
     Returns:
         ``(header, sections)`` for :func:`~nerfcompress.bitstream.container.write_container`.
@@ -139,7 +147,7 @@ def model_file(model, context: FileContext, step: int, codec: Optional[TableCode
     Raises:
         UnsupportedTableError: if a table has no stored form (or not ``codec``'s).
     """
-    network_bytes = encode_quantized_tensors([t.numpy() for t in stored_networks(model)], NETWORK_PRECISION_BITS)
+    network_bytes = encode_quantized_tensors([t.numpy() for t in stored_networks(model)], network_precision_bits)
     cameras = context.cameras
     camera_bytes = encode_cameras(cameras["c2w"].numpy(), cameras["intrinsics"].numpy(), cameras["size"].numpy())
     encodings = model.grid_encodings()

@@ -212,9 +212,9 @@ def decode_pipeline(
     config.pipeline.model.active_levels = levels if levels < most_levels else None
     cameras = _scene_and_cameras(header, sections)
     step = _field(header, "step", int)
+    check_grids(header, sections, config.pipeline.model, levels)  # before anything is written or built
     output_dir.mkdir(parents=True, exist_ok=True)
     write_stored_cameras(output_dir, cameras)
-    check_grids(header, sections, config.pipeline.model, levels)
     pipeline = config.pipeline.setup(device="cpu", test_mode="inference")
     pipeline.eval()
     model = pipeline.model

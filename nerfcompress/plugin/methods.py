@@ -13,7 +13,6 @@ from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.data.datamanagers.parallel_datamanager import ParallelDataManagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig, RAdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
-from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from nerfcompress.plugin.compat import allow_nerfstudio_checkpoint_globals
@@ -25,6 +24,7 @@ from nerfcompress.plugin.model import (
     VqadNerfactoModelConfig,
 )
 from nerfcompress.plugin.pipeline import GridPipelineConfig
+from nerfcompress.plugin.trainer import GridTrainerConfig
 
 # ns-viewer / ns-eval / ns-render load checkpoints with torch's weights_only unpickler.
 allow_nerfstudio_checkpoint_globals()
@@ -74,8 +74,8 @@ _BIG_MODEL_ARGS = dict(
 )
 
 
-def _trainer(method_name: str, model: GridNerfactoModelConfig, big: bool, grids_lr: float) -> TrainerConfig:
-    return TrainerConfig(
+def _trainer(method_name: str, model: GridNerfactoModelConfig, big: bool, grids_lr: float) -> GridTrainerConfig:
+    return GridTrainerConfig(
         method_name=method_name,
         steps_per_eval_batch=500,
         steps_per_save=2000,

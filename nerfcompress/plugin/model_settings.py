@@ -160,9 +160,11 @@ COMMON_SETTINGS: Dict[str, Any] = {
     "average_init_density": Float(1e-6, 1e6),
     "implementation": OneOf(("torch", "tcnn")),
     "eval_num_rays_per_chunk": Int(1, 1 << 16),
+    "active_levels": Maybe(Int(1, 32)),
 }
 """What every GridNerfactoModel file stores: the grids' layouts, the networks' shapes and what
-rendering reads (planes, samples, background, density scale)."""
+rendering reads (planes, samples, background, density scale, the levels an export of a lower
+level of detail renders)."""
 
 METHOD_SETTINGS: Dict[str, Dict[str, Any]] = {
     "ShaciraNerfactoModelConfig": {"latent_dim": Int(1, 8), "decoder": OneOf(("shared", "per-level"))},

@@ -159,3 +159,9 @@ def test_the_issues_repro_through_ns_compress_import_is_one_line_fast_and_small(
     assert hostile_rss < clean_rss, (hostile_rss, clean_rss)
     assert seconds < 120
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 4 * 1024 * 1024  # KB: far below 160 GB
+
+
+def test_a_refused_file_leaves_no_output_directory(small_export, tmp_path, never_built):
+    with pytest.raises(BitstreamError):
+        decode_pipeline(_crafted(small_export.read_bytes(), _set("log2_hashmap_size", 24)), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

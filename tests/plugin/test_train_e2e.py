@@ -91,3 +91,33 @@ def test_missing_dataset_fails_before_training_with_a_clear_message(tmp_path):
     config = reduced_config("shacira-nerfacto", tmp_path / "no-such-scene", tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         train_in_process(config)
+
+
+def test_resume_migrates_a_checkpoint_written_before_the_latents_optimizer_group(tiny_scene, tmp_path):
+    """The checkpoint of a 2-iteration run rewritten as the code before the 'latents' group saved it
+    (SHACIRA's latents inside 'grids', no 'latents' optimizer or scheduler), then resumed for 2 more."""
+    config = reduced_config("shacira-nerfacto", tiny_scene, tmp_path)
+    train_in_process(config)
+    run_dir = next(tmp_path.glob("*/shacira-nerfacto/test"))
+    path = next((run_dir / "nerfstudio_models").glob("step-*.ckpt"))
+    saved = torch.load(path, map_location="cpu")
+    latents_state = saved["optimizers"].pop("latents")
+    saved["schedulers"].pop("latents")
+    grids = saved["optimizers"]["grids"]
+    per_table = len(grids["param_groups"][0]["params"]) // 3  # decoder weight and bias of each of 3 tables
+    state, order = {}, []
+    for table in range(3):
+        order.append(("latents", table))
+        order += [("grids", table * per_table + k) for k in range(per_table)]
+    for index, (group, old) in enumerate(order):
+        source = latents_state if group == "latents" else grids
+        if old in source["state"]:
+            state[index] = source["state"][old]
+    hyper = {k: v for k, v in grids["param_groups"][0].items() if k != "params"}
+    saved["optimizers"]["grids"] = {"state": state, "param_groups": [{**hyper, "params": list(range(len(order)))}]}
+    torch.save(saved, path)
+
+    resumed = reduced_config("shacira-nerfacto", tiny_scene, tmp_path / "resumed", iterations=2)
+    resumed.load_dir = run_dir / "nerfstudio_models"
+    train_in_process(resumed)  # resumes at step 2 and trains steps 2 and 3
+    assert list((tmp_path / "resumed").glob("*/shacira-nerfacto/test/nerfstudio_models/step-000000003.ckpt"))
