@@ -6,7 +6,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import tyro
 from rich.console import Console
@@ -16,7 +16,7 @@ from nerfcompress.cli.errors import CommandError, one_line_errors, readable_file
 
 @dataclass
 class Evaluate:
-    """Decode a compressed file, render the test split of DATASET, report PSNR/SSIM/LPIPS and the file size."""
+    """Decode a compressed file, render the test (or val) split of DATASET, report PSNR/SSIM/LPIPS and the file size."""
 
     file: tyro.conf.Positional[Path]
     """The compressed file (.ncmp)."""
@@ -28,6 +28,8 @@ class Evaluate:
     """Render only the coarsest N levels of every grid (a lower level of detail)."""
     prefix_bytes: Optional[int] = None
     """Decode only the first B bytes of FILE (a partial download); `ns-compress info` lists the bytes per level."""
+    split: Literal["test", "val"] = "test"
+    """The views to render: test to report results, val to choose settings on."""
 
     def main(self) -> None:
         """Evaluate and print (and optionally write) the metrics."""
@@ -57,10 +59,11 @@ class Evaluate:
                         Path(work_dir),
                         max_levels=self.max_levels,
                         prefix=self.prefix_bytes is not None,
+                        split=self.split,
                     )
             except DatasetMismatchError as exc:
                 raise CommandError(str(exc)) from exc
-            result = {"file": str(self.file), "data": str(self.data), "metrics": metrics}
+            result = {"file": str(self.file), "data": str(self.data), "split": self.split, "metrics": metrics}
             if self.output_path is not None:
                 self.output_path.write_text(json.dumps(result, indent=2), encoding="utf8")
         Console().print_json(json.dumps(result))

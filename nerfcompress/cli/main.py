@@ -9,6 +9,7 @@ from nerfcompress.cli.export import Export
 from nerfcompress.cli.import_file import Import
 from nerfcompress.cli.info import Info
 from nerfcompress.cli.scene import MakeScene
+from nerfcompress.cli.view import View
 
 COMMANDS = {
     "export": Export,
@@ -16,6 +17,7 @@ COMMANDS = {
     "info": Info,
     "eval": Evaluate,
     "scene": MakeScene,
+    "view": View,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Literal, Mapping, Optional
 
 import numpy as np
 from nerfstudio.configs.dataparser_configs import all_dataparsers
@@ -59,9 +59,14 @@ def _check_same_scene(header: Mapping[str, Any], config: DataParserConfig, datas
 
 
 def evaluate_file(
-    data: bytes, dataset: Path, work_dir: Path, max_levels: Optional[int] = None, prefix: bool = False
+    data: bytes,
+    dataset: Path,
+    work_dir: Path,
+    max_levels: Optional[int] = None,
+    prefix: bool = False,
+    split: Literal["test", "val"] = "test",
 ) -> Dict[str, float]:
-    """Decodes a file and renders the test split of ``dataset``.
+    """Decodes a file and renders the test (or validation) split of ``dataset``.
 
     Args:
         data: the compressed file, or with ``prefix`` a prefix of it.
@@ -69,6 +74,7 @@ def evaluate_file(
         work_dir: scratch directory for the decoded run.
         max_levels: decode and render at most this many levels of every grid.
         prefix: accept a truncated file and render the levels it holds completely.
+        split: the views to render: ``"test"`` to report, ``"val"`` to choose settings on.
 
     Returns:
         nerfstudio's averaged image metrics (psnr, ssim, lpips when its weights are available,
@@ -78,8 +84,11 @@ def evaluate_file(
     Raises:
         BitstreamError: if the file is corrupt, foreign, or truncated (without ``prefix``).
         DatasetMismatchError: if ``dataset`` is not the training scene.
-        ValueError: if ``max_levels`` is outside ``1 ..`` the levels of the file's grids.
+        ValueError: if ``max_levels`` is outside ``1 ..`` the levels of the file's grids, or
+            ``split`` is neither ``"test"`` nor ``"val"``.
     """
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', found {split!r}")
     header = read_container_prefix(data)[0] if prefix else read_container_index(data)[0]
     dataparser = dataset_dataparser(header, dataset)
     _check_same_scene(header, dataparser, dataset)
@@ -92,7 +101,7 @@ def evaluate_file(
             config.pipeline.datamanager.num_processes = 0  # evaluation needs no training batches
         return config
 
-    config, pipeline, _, _ = eval_setup(config_path, test_mode="test", update_config_callback=use_dataset)
+    config, pipeline, _, _ = eval_setup(config_path, test_mode=split, update_config_callback=use_dataset)
     metrics = pipeline.get_average_eval_image_metrics()
     metrics = {k: float(v) for k, v in metrics.items() if not k.startswith("estimated_")}
     metrics["file_size_bytes"] = float(len(data))

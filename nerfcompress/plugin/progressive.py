@@ -1,0 +1,170 @@
+"""A decoded model that refines while its file arrives: the first level opens it, finer ones swap in.
+
+:class:`ProgressiveModel` reads a file's bytes from an iterator of chunks (a file read at a rate
+limit, a pipe, a download) on a background thread and feeds them to a
+:class:`~nerfcompress.bitstream.progressive.LevelStream`. The first prefix that holds a
+complete level is decoded into a pipeline (:func:`~nerfcompress.plugin.import_model.decode_pipeline`)
+and :attr:`ProgressiveModel.first_level` is set. Each later level count is decoded into fresh
+tables on the background thread, with no lock held; only the swap (every grid's table, the
+model's ``active_levels``) takes ``lock``, the lock the renderer holds while it renders. Then
+``on_change`` is called, so a viewer can re-render. Rendering therefore never waits for a
+decode, only for a swap of references.
+
+A stream that ends early, is damaged, or decodes to something the model cannot take stops
+refining: :attr:`StreamStatus.error` says why, and the model keeps the last good level.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional
+
+import torch
+from nerfstudio.engine.trainer import TrainerConfig
+from nerfstudio.pipelines.base_pipeline import Pipeline
+
+from nerfcompress.bitstream.model_codec import decode_tables
+from nerfcompress.bitstream.progressive import DEFAULT_MAX_BYTES, LevelArrival, LevelStream
+from nerfcompress.errors import BitstreamError
+from nerfcompress.plugin.import_model import decode_pipeline, rebuild_config
+from nerfcompress.plugin.model import GridNerfactoModel
+from nerfcompress.tables import FeatureTable
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    """Where a stream stands.
+
+    Attributes:
+        bytes_received: bytes read so far.
+        total_bytes: the file's size if the source knows it, else None.
+        levels: levels the model renders now (0 before the first level).
+        most_levels: the most levels of any grid, once the header is in.
+        complete: the whole file arrived and every level is decoded.
+        error: why the stream stopped refining, or None.
+    """
+
+    bytes_received: int
+    total_bytes: Optional[int]
+    levels: int
+    most_levels: Optional[int]
+    complete: bool
+    error: Optional[str]
+
+    def describe(self) -> str:
+        """One line for people, e.g. ``"45,123 of 120,426 bytes (37%), level 4 of 12"``."""
+        received = f"{self.bytes_received:,}"
+        if self.total_bytes:
+            received += f" of {self.total_bytes:,} bytes ({100 * self.bytes_received / self.total_bytes:.0f}%)"
+        else:
+            received += " bytes"
+        level = "no level yet" if self.levels == 0 else f"level {self.levels} of {self.most_levels}"
+        state = "complete" if self.complete else (f"stopped: {self.error}" if self.error else "receiving")
+        return f"{received}, {level}, {state}"
+
+
+class ProgressiveModel:
+    """A pipeline decoded from a file as it arrives, refined level by level.
+
+    Args:
+        chunks: the file's bytes in order, as they arrive; exhausting it ends the stream.
+            ``OSError`` raised by it stops the stream with its message.
+        work_dir: where the import writes the stored cameras (see ``decode_pipeline``).
+        lock: held while grids are swapped; pass the lock the renderer holds.
+        total_bytes: the file's size if known (shown in the status, and bounds the stream).
+        on_change: called with the new :class:`StreamStatus` after every chunk, swap or stop,
+            on the background thread.
+    """
+
+    def __init__(
+        self,
+        chunks: Iterable[bytes],
+        work_dir: Path,
+        lock: threading.Lock,
+        total_bytes: Optional[int] = None,
+        on_change: Callable[[StreamStatus], None] = lambda status: None,
+    ) -> None:
+        self._chunks = chunks
+        self._work_dir = work_dir
+        self.lock = lock
+        self.total_bytes = total_bytes
+        self.on_change = on_change
+        self._stream = LevelStream(max_bytes=total_bytes or DEFAULT_MAX_BYTES)
+        self._decode_error: Optional[str] = None
+        self._most_rendered: Optional[int] = None  # a file may store fewer active levels than it holds
+        self.levels = 0
+        """Levels the model renders now."""
+        self.config: Optional[TrainerConfig] = None
+        self.pipeline: Optional[Pipeline] = None
+        self.step = 0
+        self.first_level = threading.Event()
+        """Set once the pipeline exists, or once the stream stopped without a first level."""
+        self.finished = threading.Event()
+        """Set when the stream has ended or stopped."""
+        self._thread = threading.Thread(target=self._run, name="ncmp-stream", daemon=True)
+
+    def start(self) -> "ProgressiveModel":
+        """Starts reading and decoding on the background thread."""
+        self._thread.start()
+        return self
+
+    def status(self) -> StreamStatus:
+        """The stream's state now."""
+        stream = self._stream
+        return StreamStatus(
+            bytes_received=stream.bytes_received,
+            total_bytes=self.total_bytes,
+            levels=self.levels,
+            most_levels=stream.most_levels,
+            complete=stream.complete and self._decode_error is None,
+            error=self._decode_error or stream.error,
+        )
+
+    def _run(self) -> None:
+        try:
+            for chunk in self._chunks:
+                arrival = self._stream.feed(chunk)
+                self._apply(arrival)
+                self.on_change(self.status())
+                if self._stream.stopped or self._decode_error is not None:
+                    break
+            else:
+                self._apply(self._stream.end())
+        except OSError as exc:
+            self._decode_error = f"reading the stream failed after {self._stream.bytes_received:,} bytes ({exc})"
+        finally:
+            self.first_level.set()
+            self.finished.set()
+            self.on_change(self.status())
+
+    def _apply(self, arrival: Optional[LevelArrival]) -> None:
+        if arrival is None or self._decode_error is not None:
+            return
+        try:
+            if self.pipeline is None:
+                stored = rebuild_config(arrival.header, self._work_dir).pipeline.model.active_levels
+                self._most_rendered = stored or arrival.most_levels
+                self.config, self.pipeline, self.step = decode_pipeline(arrival.data, self._work_dir, prefix=True)
+                self.levels = min(arrival.levels, self._most_rendered)
+                self.first_level.set()
+            elif min(arrival.levels, self._most_rendered) > self.levels:
+                self._swap_in(arrival, min(arrival.levels, self._most_rendered))
+        except BitstreamError as exc:
+            self._decode_error = f"level {arrival.levels} does not decode ({exc}); keeping {self.levels} levels"
+
+    def _swap_in(self, arrival: LevelArrival, levels: int) -> None:
+        """Decodes ``levels`` levels of ``arrival`` into fresh tables, then swaps them in under the lock."""
+        model = self.pipeline.model
+        assert isinstance(model, GridNerfactoModel)
+        encodings = model.grid_encodings()
+        with torch.no_grad():
+            tables: List[FeatureTable] = [model.config.build_table(e.layout).eval() for e in encodings]
+        decode_tables(arrival.header.get("grids"), arrival.sections, tables, num_levels=levels)
+        with self.lock:
+            for encoding, table in zip(encodings, tables, strict=True):
+                encoding.table = table
+            model.config.active_levels = levels if levels < arrival.most_levels else None
+            model.eval()  # every grid renders the new level count
+            self.levels = levels
