@@ -1,11 +1,12 @@
 """Trained run -> ``.ncmp`` file: header JSON, cameras, networks (fp16) and coded grids.
 
-Sections in file order: ``cameras`` (fp32 ``c2w [N, 3, 4]``, ``intrinsics [N, 4]`` = fx, fy,
-cx, cy, uint32 ``size [N, 2]`` = width, height), ``networks`` (every parameter rendering needs
-besides the grids, fp16, plus the average appearance embedding), then the grids' sections:
-every grid's per-grid parts (main field first, then the proposal grids), then level 0 of every
-grid, level 1 of every grid, ..., so that a prefix of the file decodes the coarse levels (see
-:mod:`nerfcompress.bitstream.model_codec` and :mod:`nerfcompress.bitstream.levels`).
+Sections in file order: ``networks`` (every parameter rendering needs besides the grids, fp16,
+plus the average appearance embedding), then the grids' sections: every grid's per-grid parts
+(main field first, then the proposal grids), then level 0 of every grid, level 1 of every grid,
+..., so that a prefix of the file decodes the coarse levels (see
+:mod:`nerfcompress.bitstream.model_codec` and :mod:`nerfcompress.bitstream.levels`); last the
+``cameras`` (fp32 ``c2w [N, 3, 4]``, ``intrinsics [N, 4]`` = fx, fy, cx, cy, uint32
+``size [N, 2]`` = width, height), which only a viewer needs, so that no level waits for them.
 The header holds the method name, the model config's plain fields, grid layouts, scene box,
 dataparser transform/scale and settings, the tensor specs and the coder's name and version.
 
@@ -217,7 +218,7 @@ def export_pipeline(
         "networks": network_spec,
         "grids": grids,
     }
-    sections = [("cameras", camera_bytes), ("networks", network_bytes), *grid_sections]
+    sections = [("networks", network_bytes), *grid_sections, ("cameras", camera_bytes)]
     return header, sections
 
 

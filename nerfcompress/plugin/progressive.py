@@ -2,13 +2,17 @@
 
 :class:`ProgressiveModel` reads a file's bytes from an iterator of chunks (a file read at a rate
 limit, a pipe, a download) on a background thread and feeds them to a
-:class:`~nerfcompress.bitstream.progressive.LevelStream`. The first prefix that holds a
+:class:`~nerfcompress.bitstream.level_stream.LevelStream`. The first prefix that holds a
 complete level is decoded into a pipeline (:func:`~nerfcompress.plugin.import_model.decode_pipeline`)
 and :attr:`ProgressiveModel.first_level` is set. Each later level count is decoded into fresh
 tables on the background thread, with no lock held; only the swap (every grid's table, the
 model's ``active_levels``) takes ``lock``, the lock the renderer holds while it renders. Then
 ``on_change`` is called, so a viewer can re-render. Rendering therefore never waits for a
 decode, only for a swap of references.
+
+The stored training cameras come last in a file; until they arrive the pipeline has
+stand-in cameras (:func:`~nerfcompress.plugin.import_model.stand_in_cameras`). When they do, they
+are written to ``work_dir`` and :attr:`StreamStatus.cameras` turns True, so a viewer can draw them.
 
 A stream that ends early, is damaged, or decodes to something the model cannot take stops
 refining: :attr:`StreamStatus.error` says why, and the model keeps the last good level.
@@ -25,11 +29,12 @@ import torch
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import Pipeline
 
+from nerfcompress.bitstream.level_stream import DEFAULT_MAX_BYTES, LevelArrival, LevelStream
 from nerfcompress.bitstream.model_codec import decode_tables
-from nerfcompress.bitstream.progressive import DEFAULT_MAX_BYTES, LevelArrival, LevelStream
 from nerfcompress.errors import BitstreamError
-from nerfcompress.plugin.import_model import decode_pipeline, rebuild_config
+from nerfcompress.plugin.import_model import decode_pipeline, rebuild_config, stored_cameras
 from nerfcompress.plugin.model import GridNerfactoModel
+from nerfcompress.plugin.stored_cameras import write_stored_cameras
 from nerfcompress.tables import FeatureTable
 
 
@@ -44,6 +49,7 @@ class StreamStatus:
         most_levels: the most levels of any grid, once the header is in.
         complete: the whole file arrived and every level is decoded.
         error: why the stream stopped refining, or None.
+        cameras: the stored training cameras have arrived (``work_dir/cameras.json`` holds them).
     """
 
     bytes_received: int
@@ -52,6 +58,7 @@ class StreamStatus:
     most_levels: Optional[int]
     complete: bool
     error: Optional[str]
+    cameras: bool = False
 
     def describe(self) -> str:
         """One line for people, e.g. ``"45,123 of 120,426 bytes (37%), level 4 of 12"``."""
@@ -87,13 +94,14 @@ class ProgressiveModel:
         on_change: Callable[[StreamStatus], None] = lambda status: None,
     ) -> None:
         self._chunks = chunks
-        self._work_dir = work_dir
+        self.work_dir = work_dir
         self.lock = lock
         self.total_bytes = total_bytes
         self.on_change = on_change
         self._stream = LevelStream(max_bytes=total_bytes or DEFAULT_MAX_BYTES)
         self._decode_error: Optional[str] = None
         self._most_rendered: Optional[int] = None  # a file may store fewer active levels than it holds
+        self._cameras = False
         self.levels = 0
         """Levels the model renders now."""
         self.config: Optional[TrainerConfig] = None
@@ -120,6 +128,7 @@ class ProgressiveModel:
             most_levels=stream.most_levels,
             complete=stream.complete and self._decode_error is None,
             error=self._decode_error or stream.error,
+            cameras=self._cameras,
         )
 
     def _run(self) -> None:
@@ -127,11 +136,13 @@ class ProgressiveModel:
             for chunk in self._chunks:
                 arrival = self._stream.feed(chunk)
                 self._apply(arrival)
+                self._take_cameras()
                 self.on_change(self.status())
                 if self._stream.stopped or self._decode_error is not None:
                     break
             else:
                 self._apply(self._stream.end())
+                self._take_cameras()
         except OSError as exc:
             self._decode_error = f"reading the stream failed after {self._stream.bytes_received:,} bytes ({exc})"
         finally:
@@ -144,15 +155,26 @@ class ProgressiveModel:
             return
         try:
             if self.pipeline is None:
-                stored = rebuild_config(arrival.header, self._work_dir).pipeline.model.active_levels
+                stored = rebuild_config(arrival.header, self.work_dir).pipeline.model.active_levels
                 self._most_rendered = stored or arrival.most_levels
-                self.config, self.pipeline, self.step = decode_pipeline(arrival.data, self._work_dir, prefix=True)
+                self.config, self.pipeline, self.step = decode_pipeline(arrival.data, self.work_dir, prefix=True)
                 self.levels = min(arrival.levels, self._most_rendered)
                 self.first_level.set()
             elif min(arrival.levels, self._most_rendered) > self.levels:
                 self._swap_in(arrival, min(arrival.levels, self._most_rendered))
         except BitstreamError as exc:
             self._decode_error = f"level {arrival.levels} does not decode ({exc}); keeping {self.levels} levels"
+
+    def _take_cameras(self) -> None:
+        """Writes the stored cameras into ``work_dir`` once they have arrived after the first level."""
+        if self._cameras or self.pipeline is None or "cameras" not in self._stream.sections:
+            return
+        try:
+            write_stored_cameras(self.work_dir, stored_cameras(self._stream.header, self._stream.sections, False))
+        except BitstreamError as exc:
+            self._decode_error = f"the stored cameras do not decode ({exc}); keeping {self.levels} levels"
+            return
+        self._cameras = True
 
     def _swap_in(self, arrival: LevelArrival, levels: int) -> None:
         """Decodes ``levels`` levels of ``arrival`` into fresh tables, then swaps them in under the lock."""

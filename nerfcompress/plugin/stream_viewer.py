@@ -3,7 +3,8 @@
 Starts the viser-based viewer as ``ns-viewer`` does (nerfstudio/scripts/viewer/run_viewer.py),
 on the pipeline decoded from the first level, with the renderer's lock shared with the
 progressive model. A markdown panel shows the bytes received and the level rendered; every time
-a finer level is swapped in, each connected client is asked to render again.
+a finer level is swapped in, each connected client is asked to render again. The training
+cameras (the file's last section) are drawn once they have arrived.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import threading
 from typing import Optional
 
+from nerfstudio.data.datasets.base_dataset import InputDataset
 from nerfstudio.utils import writer
 from nerfstudio.viewer.render_state_machine import RenderAction
 from nerfstudio.viewer.viewer import Viewer
 
 from nerfcompress.plugin.progressive import ProgressiveModel, StreamStatus
+from nerfcompress.plugin.stored_cameras import StoredCamerasDataParserConfig
 
 STATUS_TITLE = "**Stream**"
 
@@ -32,6 +35,13 @@ def rerender(viewer: Viewer) -> None:
         machine = viewer.render_statemachines.get(client_id)
         if machine is not None:
             machine.action(RenderAction("rerender", viewer.get_camera_state(client)))
+
+
+def draw_cameras(viewer: Viewer, model: ProgressiveModel, max_num_display_images: int) -> None:
+    """Draws the stored training cameras (``model.work_dir/cameras.json``) into the viewer's scene."""
+    outputs = StoredCamerasDataParserConfig(data=model.work_dir).setup().get_dataparser_outputs("train")
+    viewer.config.max_num_display_images = max_num_display_images
+    viewer.init_scene(train_dataset=InputDataset(outputs), train_state="completed")
 
 
 def start_viewer(
@@ -59,7 +69,7 @@ def start_viewer(
     assert config is not None and pipeline is not None, "start_viewer needs the first level"
     config.viewer.websocket_host = host
     config.viewer.websocket_port = port
-    config.viewer.max_num_display_images = max_num_display_images
+    config.viewer.max_num_display_images = 0  # the pipeline may hold stand-in cameras: draw the real ones later
     log_path = config.get_base_dir() / config.viewer.relative_log_filename
     log_path.parent.mkdir(parents=True, exist_ok=True)
     viewer = Viewer(
@@ -80,13 +90,18 @@ def start_viewer(
     if max_res is not None:
         viewer.control_panel._max_res.value = max_res  # nerfstudio 1.1.5's ControlPanel has no setter
     panel = viewer.viser_server.gui.add_markdown(status_markdown(model.status()), order=-1.0)
-    shown = {"levels": model.levels}
+    shown = {"levels": model.levels, "cameras": False}
+    draw_lock = threading.Lock()
 
     def on_change(status: StreamStatus) -> None:
         panel.content = status_markdown(status)
         if status.levels != shown["levels"]:
             shown["levels"] = status.levels
             rerender(viewer)
+        with draw_lock:
+            if status.cameras and not shown["cameras"]:
+                shown["cameras"] = True
+                draw_cameras(viewer, model, max_num_display_images)
 
     model.on_change = on_change
     on_change(model.status())  # levels may have arrived while the viewer started

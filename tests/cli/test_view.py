@@ -39,7 +39,7 @@ from viewer_screenshot import (  # noqa: E402
 
 MAX_RES = 64  # the viewer's smallest "Max res": every render is small and fast on CPU
 WINDOW = (800, 500)
-TIMEOUT_S = 120.0
+TIMEOUT_S = 300.0  # each wait; the shared 2-core machine can be very busy
 
 
 async def _page(profile: Path, browser: subprocess.Popen, url: str):

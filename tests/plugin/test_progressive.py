@@ -21,8 +21,7 @@ def _chunks(data: bytes, size: int) -> Iterator[bytes]:
         yield data[start : start + size]
 
 
-def _render(pipeline) -> torch.Tensor:
-    camera = pipeline.datamanager.train_dataparser_outputs.cameras[0:1]
+def _render(pipeline, camera) -> torch.Tensor:
     pipeline.model.eval()
     with torch.no_grad():
         return pipeline.model.get_outputs_for_camera(camera)["rgb"]
@@ -59,8 +58,13 @@ def test_levels_arrive_in_order_and_the_last_renders_like_the_whole_file(file_da
     assert final.complete and final.error is None and final.bytes_received == len(file_data)
     assert "level 5 of 5, complete" in final.describe()
     _, whole, _ = decode_pipeline(file_data, tmp_path / "whole")
-    assert torch.equal(_render(model.pipeline), _render(whole))
+    camera = whole.datamanager.train_dataparser_outputs.cameras[0:1]
+    assert torch.equal(_render(model.pipeline, camera), _render(whole, camera))
     assert model.pipeline.model.config.active_levels is None
+    assert (
+        final.cameras
+        and (tmp_path / "stream" / "cameras.json").read_text() == (tmp_path / "whole" / "cameras.json").read_text()
+    )  # the stand-ins of the first level were replaced by the stored cameras
 
 
 def test_a_truncated_stream_keeps_the_last_good_level(file_data, prefix_bytes, tmp_path):
@@ -70,7 +74,9 @@ def test_a_truncated_stream_keeps_the_last_good_level(file_data, prefix_bytes, t
     assert "ended after" in status.error and "showing 3 of 5 levels" in status.error
     assert model.pipeline.model.config.active_levels == 3
     _, limited, _ = decode_pipeline(file_data, tmp_path / "limited", max_levels=3)
-    assert torch.equal(_render(model.pipeline), _render(limited))
+    camera = limited.datamanager.train_dataparser_outputs.cameras[0:1]
+    assert torch.equal(_render(model.pipeline, camera), _render(limited, camera))
+    assert not status.cameras  # they come last
 
 
 def test_a_corrupt_section_stops_refining_with_a_message(file_data, prefix_bytes, tmp_path):

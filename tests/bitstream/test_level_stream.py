@@ -3,8 +3,8 @@
 import pytest
 
 from nerfcompress.bitstream.container import read_container_index, write_container
+from nerfcompress.bitstream.level_stream import LevelStream
 from nerfcompress.bitstream.levels import level_prefix_bytes, order_sections
-from nerfcompress.bitstream.progressive import LevelStream
 
 GRIDS = [{"name": "a", "rows": 6, "level_rows": [2, 4]}, {"name": "b", "rows": 3, "level_rows": [1, 1, 1]}]
 

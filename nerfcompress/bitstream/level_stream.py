@@ -82,6 +82,10 @@ class LevelStream:
         """Whether the whole file arrived and passed every check."""
         self.error: Optional[str] = None
         """Why the stream stopped refining (damage, an early end, too many bytes); None while it is fine."""
+        self.header: Optional[Dict[str, Any]] = None
+        """The file's header, once a prefix has parsed."""
+        self.sections: Mapping[str, bytes] = {}
+        """The sections received completely so far (as of the last prefix that parsed)."""
 
     @property
     def bytes_received(self) -> int:
@@ -152,7 +156,7 @@ class LevelStream:
                 self._last_failure = str(exc)
             return None
         self._parsed = True
-        self.most_levels = most_levels
+        self.header, self.sections, self.most_levels = header, sections, most_levels
         if levels <= self.levels:
             return None
         self.levels = levels
