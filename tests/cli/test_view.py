@@ -132,3 +132,22 @@ def test_the_picture_changes_as_levels_arrive(contrasting_levels_export, tmp_pat
         log.close()
     assert canvas_stats(again, coarse).changed_fraction < 0.05  # no new bytes, no new picture
     assert canvas_stats(fine, coarse).changed_fraction >= 0.3
+
+
+def test_a_file_without_a_complete_first_level_is_one_error_line(contrasting_levels_export, tmp_path, capsys):
+    from nerfcompress.cli.view import View
+
+    data = contrasting_levels_export.read_bytes()
+    header, index = read_container_index(data)
+    short = tmp_path / "short.ncmp"
+    short.write_bytes(data[: level_prefix_bytes(header["grids"], index)[0] - 1])
+    for view, message in (
+        (View(file=str(short)), "without a complete level"),
+        (View(file=str(tmp_path / "none.ncmp")), "does not exist"),
+        (View(file=str(short), rate_kbps=0.0), "--rate-kbps must be above 0"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            view.main()
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
