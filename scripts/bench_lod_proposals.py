@@ -36,15 +36,18 @@ CONSOLE = Console()
 
 
 def proposals_first_prefix_bytes(data: bytes) -> List[int]:
-    """Prefix bytes of each main-grid level count if every proposal section came before the main levels."""
-    header, index = read_container_index(data)
+    """Prefix bytes of each main-grid level count if every proposal level section came right after
+    the sections before the levels (the sections after the levels, the cameras, are not needed)."""
+    _, index = read_container_index(data)
     header_bytes = len(data) - sum(section_frame_bytes(e.name) + e.length for e in index)
-    sizes = {e.name: section_frame_bytes(e.name) + e.length for e in index}
-    main_levels = [name for name in sizes if split_level_section(name) and split_level_section(name)[0] == "main"]
-    fixed = header_bytes + sum(size for name, size in sizes.items() if name not in main_levels)
+    first_level = next(i for i, e in enumerate(index) if split_level_section(e.name))
+    fixed = header_bytes + sum(section_frame_bytes(e.name) + e.length for e in index[:first_level])
+    levels = [(split_level_section(e.name), section_frame_bytes(e.name) + e.length) for e in index]
+    fixed += sum(size for where, size in levels if where is not None and where[0] != "main")
+    main = sorted((where[1], size) for where, size in levels if where is not None and where[0] == "main")
     out, total = [], fixed
-    for name in sorted(main_levels, key=lambda n: split_level_section(n)[1]):
-        total += sizes[name]
+    for _, size in main:
+        total += size
         out.append(total)
     return out
 
@@ -110,7 +113,8 @@ class BenchLodProposals:
             prefix = first if proposals_whole else level_prefix_bytes(header["grids"], index)
             for levels in self.levels or range(1, len(first) + 1):
                 key = f"{label}/{levels}"
-                if key in results:
+                if key in results:  # rendered before; the bytes follow the file as it is laid out now
+                    results[key].update(prefix_bytes=prefix[levels - 1], file_bytes=len(data))
                     continue
                 with tempfile.TemporaryDirectory() as work_dir:
                     metrics = evaluate_levels(data, self.data, self.split, levels, proposals_whole, Path(work_dir))
@@ -118,8 +122,11 @@ class BenchLodProposals:
                                 "prefix_bytes": prefix[levels - 1], "file_bytes": len(data), **metrics}  # fmt: skip
                 self.output.parent.mkdir(parents=True, exist_ok=True)
                 self.output.write_text(json.dumps(results, indent=2))
-                CONSOLE.print(f"{label}, {levels} levels: {prefix[levels - 1]:,} of {len(data):,} bytes, "
-                              f"PSNR {metrics['psnr']:.2f} dB ({self.split})")  # fmt: skip
+        self.output.write_text(json.dumps(results, indent=2))
+        for row in sorted(results.values(), key=lambda r: (r["variant"], r["levels"])):
+            CONSOLE.print(f"{row['variant']}, {row['levels']} levels: {row['prefix_bytes']:,} of {row['file_bytes']:,} "
+                          f"bytes ({100 * row['prefix_bytes'] / row['file_bytes']:.1f}%), PSNR {row['psnr']:.2f} dB "
+                          f"({row['split']})")  # fmt: skip
 
 
 if __name__ == "__main__":
