@@ -14,18 +14,20 @@ grows it returns a :class:`LevelArrival` with the sections to decode them from::
 
 Damage stops the stream for good: once a prefix has parsed, any later failure (a section that
 fails its CRC32, a malformed header entry, bytes beyond the last section, more than
-``max_bytes``) sets :attr:`LevelStream.error` and every later chunk is ignored, so what was
-decoded before stays the last good level. Before the first level a failure may only mean that
-too little has arrived, so it is reported when the stream ends (or exceeds ``max_bytes``).
+``max_bytes``) sets :attr:`LevelStream.error` and every later chunk is ignored. The levels that
+were complete before the damage are kept, even when they arrived in the same chunk as it: the
+longest prefix that still parses is found by bisection. Before the first level a failure may
+only mean that too little has arrived, so it is reported when the stream ends (or exceeds
+``max_bytes``); until then chunks are taken :data:`FIRST_LEVEL_STEP_BYTES` at a time.
 
-Each chunk re-parses the prefix received so far (one CRC32 pass over it), so feed chunks of a
-reasonable size (tens of kB or more); the cost is a small fraction of decoding the levels.
+Each chunk re-parses the prefix received so far (one CRC32 pass over it), so feed what has
+arrived in chunks of a reasonable size (tens of kB or more), not byte by byte.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from nerfcompress.bitstream.container import read_container, read_container_prefix
 from nerfcompress.bitstream.levels import decodable_levels, grid_level_counts
@@ -33,6 +35,9 @@ from nerfcompress.errors import BitstreamError
 
 DEFAULT_MAX_BYTES = 1 << 31
 """Most bytes a :class:`LevelStream` accepts unless told a bound (the file's size, say)."""
+FIRST_LEVEL_STEP_BYTES = 1024
+"""Until a prefix first parses, chunks are taken this many bytes at a time, so that damage just after
+the first level cannot hide it (a failure then may only mean that too little has arrived)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class LevelStream:
         self.max_bytes = int(max_bytes)
         self._buffer = bytearray()
         self._parsed = False  # a prefix parsed: from now on every failure is damage
+        self._good_bytes = 0  # the longest prefix that parsed
         self._last_failure: Optional[str] = None
         self.levels = 0
         """Levels of every grid that the bytes so far decode (0 until the first level is in)."""
@@ -98,7 +104,7 @@ class LevelStream:
         return self.complete or self.error is not None
 
     def feed(self, chunk: bytes) -> Optional[LevelArrival]:
-        """Adds the next bytes of the file.
+        """Adds the next bytes of the file (any amount: what arrived since the last call).
 
         Returns:
             A :class:`LevelArrival` when the bytes so far decode more levels than before, else
@@ -110,8 +116,15 @@ class LevelStream:
             reason = f" ({self._last_failure})" if not self._parsed and self._last_failure else ""
             self._stop(f"the stream holds more than {self.max_bytes:,} bytes, more than the file can have{reason}")
             return None
-        self._buffer += chunk
-        return self._parse()
+        arrival, start = None, 0
+        while not self._parsed and start < len(chunk) and not self.stopped:  # find the first level's end
+            self._buffer += chunk[start : start + FIRST_LEVEL_STEP_BYTES]
+            start += FIRST_LEVEL_STEP_BYTES
+            arrival = self._parse() or arrival
+        if start < len(chunk) and not self.stopped:
+            self._buffer += chunk[start:]
+            arrival = self._parse() or arrival
+        return arrival
 
     def end(self) -> Optional[LevelArrival]:
         """Marks the end of the stream: the file is complete, or :attr:`error` says how it fell short.
@@ -143,21 +156,47 @@ class LevelStream:
         self.error = reason
 
     def _parse(self) -> Optional[LevelArrival]:
-        """Re-parses the bytes so far; returns an arrival if they decode more levels than before."""
+        """Re-parses the bytes so far; returns an arrival if they decode more levels than before.
+
+        After a failure that follows a parse that worked, the longest prefix that still parses
+        is found by bisection (prefixes parse up to where the damage is complete, and not after),
+        so the levels complete before the damage are not lost when one chunk holds both."""
         data = bytes(self._buffer)
-        try:
-            header, sections, _ = read_container_prefix(data)
-            most_levels = max(grid_level_counts(header.get("grids")).values())
-            levels = decodable_levels(header.get("grids"), list(sections))
-        except BitstreamError as exc:
-            if self._parsed:
-                self._stop(f"the stream is damaged after {len(data):,} bytes ({exc}); keeping {self.levels} levels")
-            else:
-                self._last_failure = str(exc)
+        parsed = _parse_prefix(data)
+        if isinstance(parsed, BitstreamError) and not self._parsed:
+            self._last_failure = str(parsed)
             return None
+        if isinstance(parsed, BitstreamError):
+            good, bad = self._good_bytes, len(data)
+            best = _parse_prefix(data[:good])
+            while bad - good > 1:
+                middle = (good + bad) // 2
+                trial = _parse_prefix(data[:middle])
+                good, bad, best = (
+                    (middle, bad, trial) if not isinstance(trial, BitstreamError) else (good, middle, best)
+                )
+            arrival = self._take(data[:good], *best)
+            self._stop(f"the stream is damaged after {good:,} bytes ({parsed}); keeping {self.levels} levels")
+            return arrival
         self._parsed = True
+        return self._take(data, *parsed)
+
+    def _take(
+        self, data: bytes, header: Dict[str, Any], sections: Mapping[str, bytes], most_levels: int, levels: int
+    ) -> Optional[LevelArrival]:
+        self._good_bytes = len(data)
         self.header, self.sections, self.most_levels = header, sections, most_levels
         if levels <= self.levels:
             return None
         self.levels = levels
         return LevelArrival(levels, most_levels, len(data), data, header, sections)
+
+
+def _parse_prefix(data: bytes) -> Union[Tuple[Dict[str, Any], Mapping[str, bytes], int, int], BitstreamError]:
+    """``(header, sections, most_levels, levels)`` of a prefix, or the error that refuses it."""
+    try:
+        header, sections, _ = read_container_prefix(data)
+        most_levels = max(grid_level_counts(header.get("grids")).values())
+        return header, sections, most_levels, decodable_levels(header.get("grids"), list(sections))
+    except BitstreamError as exc:
+        return exc

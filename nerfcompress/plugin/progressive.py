@@ -1,8 +1,10 @@
 """A decoded model that refines while its file arrives: the first level opens it, finer ones swap in.
 
 :class:`ProgressiveModel` reads a file's bytes from an iterator of chunks (a file read at a rate
-limit, a pipe, a download) on a background thread and feeds them to a
-:class:`~nerfcompress.bitstream.level_stream.LevelStream`. The first prefix that holds a
+limit, a pipe, a download) on one background thread, as a network delivers them whatever the
+reader does, and feeds everything that has arrived to a
+:class:`~nerfcompress.bitstream.level_stream.LevelStream` on another (so when decoding is slower
+than the network, it skips to the finest level that is in). The first prefix that holds a
 complete level is decoded into a pipeline (:func:`~nerfcompress.plugin.import_model.decode_pipeline`)
 and :attr:`ProgressiveModel.first_level` is set. Each later level count is decoded into fresh
 tables on the background thread, with no lock held; only the swap (every grid's table, the
@@ -20,10 +22,11 @@ refining: :attr:`StreamStatus.error` says why, and the model keeps the last good
 
 from __future__ import annotations
 
+import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Union
 
 import torch
 from nerfstudio.engine.trainer import TrainerConfig
@@ -81,8 +84,9 @@ class ProgressiveModel:
         work_dir: where the import writes the stored cameras (see ``decode_pipeline``).
         lock: held while grids are swapped; pass the lock the renderer holds.
         total_bytes: the file's size if known (shown in the status, and bounds the stream).
-        on_change: called with the new :class:`StreamStatus` after every chunk, swap or stop,
-            on the background thread.
+        on_change: called with the new :class:`StreamStatus` after the decoder has taken what
+            arrived (and swapped in a level, if one came), and when the stream stops; on the
+            decoder thread.
     """
 
     def __init__(
@@ -111,18 +115,23 @@ class ProgressiveModel:
         """Set once the pipeline exists, or once the stream stopped without a first level."""
         self.finished = threading.Event()
         """Set when the stream has ended or stopped."""
-        self._thread = threading.Thread(target=self._run, name="ncmp-stream", daemon=True)
+        self._arrived: "queue.Queue[Union[bytes, OSError, None]]" = queue.Queue()  # None: the end
+        self._bytes_read = 0
+        self._stop_reading = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="ncmp-read", daemon=True)
+        self._decoder = threading.Thread(target=self._run, name="ncmp-decode", daemon=True)
 
     def start(self) -> "ProgressiveModel":
-        """Starts reading and decoding on the background thread."""
-        self._thread.start()
+        """Starts reading and decoding on the background threads."""
+        self._reader.start()
+        self._decoder.start()
         return self
 
     def status(self) -> StreamStatus:
         """The stream's state now."""
         stream = self._stream
         return StreamStatus(
-            bytes_received=stream.bytes_received,
+            bytes_received=self._bytes_read,
             total_bytes=self.total_bytes,
             levels=self.levels,
             most_levels=stream.most_levels,
@@ -131,21 +140,39 @@ class ProgressiveModel:
             cameras=self._cameras,
         )
 
-    def _run(self) -> None:
+    def _read(self) -> None:
+        """Moves chunks from the source to the queue as they come (the reader thread)."""
         try:
             for chunk in self._chunks:
-                arrival = self._stream.feed(chunk)
-                self._apply(arrival)
+                self._bytes_read += len(chunk)
+                self._arrived.put(chunk)
+                if self._stop_reading.is_set() or self._bytes_read > self._stream.max_bytes:
+                    break  # the decoder stopped, or will refuse a stream this long
+        except OSError as exc:
+            self._arrived.put(exc)
+        finally:
+            self._arrived.put(None)
+
+    def _run(self) -> None:
+        """Feeds what has arrived to the level stream and applies new levels (the decoder thread)."""
+        ended = False
+        try:
+            while not ended and not self._stream.stopped and self._decode_error is None:
+                items = [self._arrived.get()]
+                while not self._arrived.empty():
+                    items.append(self._arrived.get_nowait())
+                failures = [item for item in items if isinstance(item, OSError)]
+                if failures:
+                    self._decode_error = f"reading the stream failed after {self._bytes_read:,} bytes ({failures[0]})"
+                    break
+                ended = items[-1] is None
+                self._apply(self._stream.feed(b"".join(item for item in items if item is not None)))
+                if ended and not self._stream.stopped:
+                    self._apply(self._stream.end())
                 self._take_cameras()
                 self.on_change(self.status())
-                if self._stream.stopped or self._decode_error is not None:
-                    break
-            else:
-                self._apply(self._stream.end())
-                self._take_cameras()
-        except OSError as exc:
-            self._decode_error = f"reading the stream failed after {self._stream.bytes_received:,} bytes ({exc})"
         finally:
+            self._stop_reading.set()
             self.first_level.set()
             self.finished.set()
             self.on_change(self.status())

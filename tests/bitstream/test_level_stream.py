@@ -89,3 +89,18 @@ def test_bytes_after_the_last_section_or_beyond_the_bound_stop_the_stream(data):
 def test_max_bytes_must_be_positive():
     with pytest.raises(ValueError, match="max_bytes"):
         LevelStream(max_bytes=0)
+
+
+def test_levels_before_damage_in_the_same_chunk_are_kept():
+    levels = [(f"{g}.l{i}", bytes([i]) * (1000 * (i + 1))) for g, n in (("a", 2), ("b", 3)) for i in range(n)]
+    data = write_container({"grids": GRIDS}, [("networks", b"n" * 3000), *order_sections(levels)])
+    header, index = read_container_index(data)
+    section = next(e for e in index if e.name == "b.l2")  # level 3's last section
+    damaged = bytearray(data)
+    damaged[section.offset] ^= 0x01
+    stream = LevelStream()
+    arrival = stream.feed(bytes(damaged))  # everything at once
+    assert arrival is not None and arrival.levels == 2
+    longest_good = section.offset + section.length - 1  # the damaged section is not complete yet
+    assert level_prefix_bytes(header["grids"], index)[1] <= arrival.bytes_received == longest_good
+    assert "'b.l2' fails its CRC32" in stream.error and "keeping 2 levels" in stream.error

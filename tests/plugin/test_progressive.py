@@ -4,6 +4,7 @@ the last good level; grids are decoded without the renderer's lock."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Iterator, List
 
 import pytest
@@ -27,14 +28,25 @@ def _render(pipeline, camera) -> torch.Tensor:
         return pipeline.model.get_outputs_for_camera(camera)["rgb"]
 
 
-def _stream(data: bytes, tmp_path, chunk: int = 997) -> tuple[ProgressiveModel, List[StreamStatus]]:
+def _stream(data: bytes, tmp_path, chunks=None) -> tuple[ProgressiveModel, List[StreamStatus]]:
     statuses: List[StreamStatus] = []
-    model = ProgressiveModel(
-        _chunks(data, chunk), tmp_path, threading.Lock(), total_bytes=len(data), on_change=statuses.append
-    )
+    chunks = _chunks(data, 997) if chunks is None else chunks
+    model = ProgressiveModel(chunks, tmp_path, threading.Lock(), total_bytes=len(data), on_change=statuses.append)
     model.start()
-    assert model.finished.wait(120), "the stream did not finish"
+    assert model.finished.wait(300), "the stream did not finish"
     return model, statuses
+
+
+def _level_by_level(data: bytes, prefix_bytes: List[int], model_box: list) -> Iterator[bytes]:
+    """The file in one chunk per level, each sent once the model renders the level before (a slow network)."""
+    start = 0
+    for level, end in enumerate([*prefix_bytes, len(data)]):
+        deadline = time.monotonic() + 300
+        while level and model_box[0].levels < level:
+            assert time.monotonic() < deadline, f"level {level} did not arrive"
+            time.sleep(0.02)
+        yield data[start:end]
+        start = end
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +61,18 @@ def prefix_bytes(file_data) -> List[int]:
 
 
 def test_levels_arrive_in_order_and_the_last_renders_like_the_whole_file(file_data, prefix_bytes, tmp_path):
-    model, statuses = _stream(file_data, tmp_path / "stream")
+    box: list = []
+    statuses: List[StreamStatus] = []
+    model = ProgressiveModel(
+        _level_by_level(file_data, prefix_bytes, box), tmp_path / "stream", threading.Lock(), len(file_data),
+        on_change=statuses.append,
+    )  # fmt: skip
+    box.append(model)
+    model.start()
+    assert model.finished.wait(300), "the stream did not finish"
     levels = [s.levels for s in statuses]
-    assert levels == sorted(levels) and set(levels) == set(range(len(prefix_bytes) + 1))  # 0: not yet
-    first = next(s for s in statuses if s.levels == 1)
-    assert first.bytes_received < prefix_bytes[0] + 997  # opened with the chunk that completed level 1
+    assert levels == sorted(levels) and set(levels) == set(range(1, len(prefix_bytes) + 1))
+    assert [s.bytes_received for s in statuses if s.levels == 1][0] == prefix_bytes[0]
     final = model.status()
     assert final.complete and final.error is None and final.bytes_received == len(file_data)
     assert "level 5 of 5, complete" in final.describe()
@@ -105,20 +124,20 @@ def test_grids_decode_while_the_renderer_holds_its_lock_and_only_the_swap_waits(
     decoded_levels: List[int] = []
 
     def decode_without_lock(grids, sections, tables, num_levels=None):
-        assert lock.locked(), "the test holds the lock, as a long render would"
-        decoded_levels.append(num_levels)
+        decoded_levels.append((num_levels, lock.locked()))  # the test holds it, as a long render would
         return decode_tables(grids, sections, tables, num_levels=num_levels)
 
     decode_tables = progressive.decode_tables
     monkeypatch.setattr(progressive, "decode_tables", decode_without_lock)
-    first_two = file_data[: prefix_bytes[1]]
-    model = ProgressiveModel(iter([first_two[: prefix_bytes[0]], first_two[prefix_bytes[0] :]]), tmp_path, lock)
+    box: list = []
+    model = ProgressiveModel(_level_by_level(file_data[: prefix_bytes[1]], prefix_bytes[:1], box), tmp_path, lock)
+    box.append(model)
     with lock:  # a render in progress
         model.start()
-        model.first_level.wait(120)
+        model.first_level.wait(300)
         assert model.levels == 1
-        deadline = threading.Event()
-        while not decoded_levels and not deadline.wait(0.05):
-            pass  # level 2 decodes although the lock is held...
-        assert decoded_levels == [2] and model.levels == 1  # ...and waits to be swapped in
-    assert model.finished.wait(120) and model.levels == 2
+        deadline = time.monotonic() + 300
+        while not decoded_levels and time.monotonic() < deadline:
+            time.sleep(0.05)  # level 2 decodes although the lock is held...
+        assert decoded_levels == [(2, True)] and model.levels == 1  # ...and waits to be swapped in
+    assert model.finished.wait(300) and model.levels == 2
