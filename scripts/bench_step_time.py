@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import tyro
 import yaml
-from demo import flags_to_args  # scripts/ is on sys.path when run as a script
+from ns_runs import flags_to_args  # scripts/ is on sys.path when run as a script
 from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
 from rich.console import Console
 

@@ -76,3 +76,27 @@ def small_plain_run(tiny_scene, tmp_path_factory) -> Path:
     checkpoint_dir.mkdir(parents=True)
     torch.save({"step": 5, "pipeline": pipeline.state_dict()}, checkpoint_dir / "step-000000005.ckpt")
     return config.get_base_dir() / "config.yml"
+
+
+@pytest.fixture(scope="session")
+def contrasting_levels_export(tiny_scene, tmp_path_factory) -> Path:
+    """A small untrained plain-nerfacto on ``tiny_scene`` exported to a file whose levels of detail
+    render very differently: seeded Laplace rows (scale 1) and the density and colour MLPs' first
+    layers scaled up (30x, 10x), so that every level moves the picture (mean |RGB change| from
+    1 level to all 5: about 0.3). Main grid 4 levels, proposal grids 5 levels each."""
+    import numpy as np
+    import torch
+
+    from nerfcompress.bitstream.container import write_container
+    from nerfcompress.plugin.export import export_pipeline
+
+    config, pipeline = _small_untrained_pipeline("plain-nerfacto", tiny_scene)
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        for table in pipeline.model.tables():
+            table.rows.copy_(torch.from_numpy(rng.laplace(0, 1.0, tuple(table.rows.shape)).astype(np.float32)))
+        pipeline.model.field.mlp_base[1].layers[0].weight.mul_(30)
+        pipeline.model.field.mlp_head.layers[0].weight.mul_(10)
+    path = tmp_path_factory.mktemp("contrast") / "contrast.ncmp"
+    path.write_bytes(write_container(*export_pipeline(config, pipeline, 5)))
+    return path

@@ -22,11 +22,11 @@ bytes that remain before anything is allocated, so a corrupt or hostile file cos
 own size in memory. Everything that is wrong with a file raises :class:`BitstreamError`.
 
 Level of detail: a section named ``"<prefix>.l<level>"`` (:func:`level_section_name`) is a
-*level section*, holding one level of one grid; every other section is needed whatever the
-level of detail. Writers put all other sections first and then the level sections coarse level
-first, so a prefix of the file (``data[:n]``, e.g. a partial download) that reaches the level
-sections decodes to a lower level of detail: :func:`read_container_prefix` returns the sections
-it holds completely.
+*level section*, holding one level of one grid. Writers put the sections every level needs
+first, then the level sections coarse level first, then the sections only a viewer needs (see
+:mod:`nerfcompress.bitstream.levels`), so a prefix of the file (``data[:n]``, e.g. a partial
+download) that reaches the level sections decodes to a lower level of detail:
+:func:`read_container_prefix` returns the sections it holds completely.
 
 Example:
     >>> data = write_container({"method": "shacira-nerfacto"}, [("cameras", b"...")])
@@ -326,18 +326,19 @@ def _ascii_name(name_bytes: bytes, index: int) -> str:
 def _check_prefix_end(
     complete: List[SectionIndex], cut_name: Optional[str], index: int, num_sections: int, size: int
 ) -> None:
-    """Raises unless a prefix that ends inside section #``index`` holds every section that is
-    not a level section: the cut section (or, when its name is cut too, the last complete one)
-    must be a level section, since writers put those last. (A prefix that ends inside the
-    name of the first level section is refused too; it decodes no level anyway.)"""
+    """Raises unless a prefix that ends inside section #``index`` holds every section that comes
+    before the level sections: the cut section must be a level section, or a complete one must
+    (writers put the sections every level needs first, then the levels, then what only a viewer
+    needs). (A prefix that ends inside the name of the first level section is refused too; it
+    decodes no level anyway.)"""
     if cut_name is not None and split_level_section(cut_name) is not None:
         return
-    if cut_name is None and complete and split_level_section(complete[-1].name) is not None:
+    if any(split_level_section(entry.name) is not None for entry in complete):
         return
     where = f"inside section '{cut_name}'" if cut_name is not None else "before the name of the next section"
     raise BitstreamError(
         f"prefix of {size} bytes ends {where} (#{index} of {num_sections}) without reaching a level section; "
-        "a prefix must hold the header and every section that is not a level ('<grid>.l<level>'): "
+        "a prefix must hold the header and every section written before the first level ('<grid>.l<level>'): "
         "`ns-compress info` on the whole file lists the bytes each level needs"
     )
 
@@ -390,8 +391,8 @@ def read_container_prefix(data: bytes) -> Tuple[Dict[str, Any], "OrderedDict[str
         ``data`` is the whole file).
 
     Raises:
-        BitstreamError: if the prefix ends before the header ends, or before every section
-            that is not a level section (see the module docstring); or as :func:`read_container`.
+        BitstreamError: if the prefix ends before the header ends, or before the first level
+            section (see the module docstring); or as :func:`read_container`.
     """
     header, index, num_sections = _parse_index(data, prefix=True)
     return header, _payloads(data, index), num_sections

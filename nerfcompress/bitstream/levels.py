@@ -2,16 +2,19 @@
 
 Every grid's header entry lists its ``"level_rows"`` (rows of each level, level 0 first), and
 level ``l`` of grid ``g`` lives in the section ``"<g>.l<l>"``
-(:func:`~nerfcompress.bitstream.container.level_section_name`). :func:`order_sections` writes
-every other section first (cameras, networks, coding tables, decoders: what every level needs),
-then the level sections interleaved across grids, coarse level first::
+(:func:`~nerfcompress.bitstream.container.level_section_name`). A file holds, in this order:
 
-    cameras, networks, main.cdf, main.decoder, prop0.cdf, ..., main.l0, prop0.l0, prop1.l0,
-    main.l1, prop0.l1, prop1.l1, ..., main.l15
+1. the sections every level needs (networks, coding tables, decoders);
+2. the level sections interleaved across grids, coarse level first (:func:`order_sections`);
+3. the sections that only a viewer needs (the training cameras), which a prefix may lack::
+
+    networks, main.cdf, main.decoder, prop0.cdf, ..., main.l0, prop0.l0, prop1.l0,
+    main.l1, prop0.l1, prop1.l1, ..., main.l11, cameras
 
 so a prefix of the file that ends inside level ``k``'s sections decodes levels ``0 .. k-1`` of
 every grid (:func:`decodable_levels`); grids with fewer levels simply stop contributing
-sections. :func:`level_prefix_bytes` gives the prefix length each level count needs.
+sections. :func:`level_prefix_bytes` gives the prefix length each level count needs: the
+sections of part 1 and the level sections, never those of part 3.
 """
 
 from __future__ import annotations
@@ -143,8 +146,9 @@ def level_prefix_bytes(grids: Any, index: Sequence[SectionIndex]) -> List[int]:
 
     Returns:
         ``[bytes for 1 level, bytes for 2 levels, ...]`` up to the most levels of any grid: the
-        end of the last section that those levels (and every non-level section) need, which is
-        ``len(file)`` for the last entry of a file written in :func:`order_sections` order.
+        end of the last section that those levels need, and of every non-level section before
+        the first level section (the sections after the levels, such as the cameras, only a
+        viewer needs); the last entry is where the file's last level section ends.
 
     Raises:
         BitstreamError: if ``grids`` is malformed or a level section is missing.
@@ -152,7 +156,8 @@ def level_prefix_bytes(grids: Any, index: Sequence[SectionIndex]) -> List[int]:
     counts = grid_level_counts(grids)
     ends: Mapping[str, int] = {entry.name: entry.offset + entry.length for entry in index}
     header_end = index[0].offset - section_frame_bytes(index[0].name) if index else 0
-    fixed_end = max((end for name, end in ends.items() if split_level_section(name) is None), default=header_end)
+    first_level = next((i for i, entry in enumerate(index) if split_level_section(entry.name)), len(index))
+    fixed_end = max((entry.offset + entry.length for entry in index[:first_level]), default=header_end)
     out, end = [], fixed_end
     for level in range(max(counts.values())):
         for grid, count in counts.items():

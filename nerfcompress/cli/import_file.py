@@ -10,6 +10,7 @@ from typing import Optional
 import tyro
 from rich.console import Console
 
+from nerfcompress.bitstream.container import read_container_prefix
 from nerfcompress.cli.errors import CommandError, one_line_errors, readable_file
 
 
@@ -40,10 +41,16 @@ class Import:
 
             start_s = time.perf_counter()
             config_path = import_file(data, self.output_dir, max_levels=self.max_levels, prefix=self.prefix)
+            cameras = not self.prefix or "cameras" in read_container_prefix(data)[1]
         Console().print(
             f"[bold green]Decoded[/bold green] {self.file} into {self.output_dir} ({levels} of {most_levels} levels) "
             f"in {time.perf_counter() - start_s:.1f} s; view it with: ns-viewer --load-config {config_path}"
         )
+        if not cameras:
+            Console().print(
+                "The prefix ends before the stored training cameras (the last section): the import has stand-in "
+                "cameras, all at one pose above the scene (ns-viewer draws them there)."
+            )
 
 
 def entrypoint() -> None:

@@ -10,6 +10,7 @@ from nerfcompress.cli.image import image_command
 from nerfcompress.cli.import_file import Import
 from nerfcompress.cli.info import Info
 from nerfcompress.cli.scene import MakeScene
+from nerfcompress.cli.view import View
 
 COMMANDS = {
     "export": Export,
@@ -18,6 +19,7 @@ COMMANDS = {
     "eval": Evaluate,
     "scene": MakeScene,
     "image": image_command,
+    "view": View,
 }
 
 

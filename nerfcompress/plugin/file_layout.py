@@ -7,13 +7,15 @@ and ``estimated_size_bytes`` in ``ns-eval`` count the same thing
 (:meth:`~nerfcompress.plugin.model.GridNerfactoModel.estimated_size_bytes`), so the logged size
 is the size of the file an export at that step writes, to the byte.
 
-Sections in file order: ``cameras`` (the training cameras for the viewer, quantised poses and
-shared intrinsics, :mod:`nerfcompress.bitstream.cameras`), ``networks`` (every parameter
-rendering needs besides the grids, then the average appearance embedding, in
-:func:`network_parameters` order, each tensor quantised with its own step and range-coded,
-:mod:`nerfcompress.bitstream.quantized_tensors`), then the grids' sections: every grid's shared
-sections (main field first, then the proposal grids), then level 0 of every grid, level 1 of
-every grid, ... (:mod:`nerfcompress.bitstream.model_codec`).
+Sections in file order: ``networks`` (every parameter rendering needs besides the grids, then
+the average appearance embedding, in :func:`network_parameters` order, each tensor quantised
+with its own step and range-coded, :mod:`nerfcompress.bitstream.quantized_tensors`), then the
+grids' sections: every grid's shared sections (main field first, then the proposal grids), then
+level 0 of every grid, level 1 of every grid, ... (:mod:`nerfcompress.bitstream.model_codec`),
+so that a prefix of the file decodes the coarse levels; last the ``cameras`` (the training
+cameras for the viewer, quantised poses and shared intrinsics,
+:mod:`nerfcompress.bitstream.cameras`), which only a viewer needs, so that no level of detail
+waits for them.
 
 The header holds the method name, the step, the versions that wrote the file and the coder, the
 allow-listed model settings (:mod:`nerfcompress.plugin.model_settings`), the dataparser's
@@ -163,7 +165,7 @@ def model_file(
         "cameras": len(cameras["c2w"]),
         "grids": grids,
     }
-    return header, [("cameras", camera_bytes), ("networks", network_bytes), *grid_sections]
+    return header, [("networks", network_bytes), *grid_sections, ("cameras", camera_bytes)]
 
 
 def section_sizes(header: dict, sections: Sections) -> List[Tuple[str, int]]:

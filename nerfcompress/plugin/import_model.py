@@ -101,9 +101,38 @@ def rebuild_config(header: Mapping[str, Any], output_dir: Path) -> TrainerConfig
     return config
 
 
-def _scene_and_cameras(header: Mapping[str, Any], sections: Mapping[str, bytes]) -> Dict[str, Any]:
-    """``cameras.json`` contents from the ``cameras`` section and the header's scene entry."""
-    c2w, intrinsics, size = decode_cameras(sections.get("cameras", b""), header.get("cameras"))
+MAX_STAND_IN_CAMERAS = 10_000
+"""Most training cameras a prefix without the cameras section may declare (nothing bounds them)."""
+
+
+def stand_in_cameras(num_cameras: Any, box: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(c2w [N, 3, 4], intrinsics [N, 4], size [N, 2])``: as many cameras as the header declares,
+    all above the scene box ``[2, 3]`` looking down at its centre (64x64 px, 53 degree field of
+    view), for a prefix that ends before the stored cameras: the pipeline needs its training
+    cameras' count (the appearance embedding has a row per camera), and no render depends on
+    their poses.
+
+    Raises:
+        BitstreamError: if ``num_cameras`` (untrusted) is not an int in ``1 .. MAX_STAND_IN_CAMERAS``.
+    """
+    count = num_cameras
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_STAND_IN_CAMERAS:
+        raise BitstreamError(
+            f"header declares {count!r:.40} training cameras, expected 1 .. {MAX_STAND_IN_CAMERAS:,} for a prefix "
+            "without the cameras section; the file is corrupt (or decode the whole file)"
+        )
+    centre, extent = box.mean(axis=0), float((box[1] - box[0]).max())
+    c2w = np.concatenate([np.eye(3), (centre + [0.0, 0.0, 1.5 * extent])[:, None]], axis=1)  # looks along -z
+    return (
+        np.repeat(c2w[None], count, axis=0),
+        np.repeat([[64.0, 64.0, 32.0, 32.0]], count, axis=0),
+        np.repeat([[64, 64]], count, axis=0),
+    )
+
+
+def stored_cameras(header: Mapping[str, Any], sections: Mapping[str, bytes], prefix: bool) -> Dict[str, Any]:
+    """``cameras.json`` contents from the ``cameras`` section and the header's scene entry; for a
+    prefix that ends before the cameras (they come last), :func:`stand_in_cameras`."""
     scene = _field(header, "scene", dict)
     try:
         box = np.asarray(scene["scene_box"], dtype=np.float64)
@@ -117,6 +146,10 @@ def _scene_and_cameras(header: Mapping[str, Any], sections: Mapping[str, bytes])
         or not np.isfinite([*box.ravel(), *transform.ravel(), scale]).all()
     ):
         raise BitstreamError("header scene entry has a wrong shape or non-finite values; the file is corrupt")
+    if prefix and "cameras" not in sections:
+        c2w, intrinsics, size = stand_in_cameras(header.get("cameras"), box)
+    else:
+        c2w, intrinsics, size = decode_cameras(sections.get("cameras", b""), header.get("cameras"))
     return {
         "c2w": c2w.tolist(),
         "intrinsics": intrinsics.tolist(),
@@ -192,7 +225,8 @@ def decode_pipeline(
         output_dir: the import directory; created, and ``cameras.json`` written into it.
         max_levels: decode at most this many levels of every grid (None: all there are).
         prefix: accept a truncated file and decode the levels it holds completely; without
-            it a truncated file raises.
+            it a truncated file raises. A prefix that ends before the stored cameras (the last
+            section) gets :func:`stand_in_cameras` instead.
 
     Returns:
         ``(config, pipeline, step)`` with the decoded model in eval mode; when fewer levels
@@ -210,7 +244,7 @@ def decode_pipeline(
     config = rebuild_config(header, output_dir)
     levels = min(levels, config.pipeline.model.active_levels or most_levels)  # a file may store fewer
     config.pipeline.model.active_levels = levels if levels < most_levels else None
-    cameras = _scene_and_cameras(header, sections)
+    cameras = stored_cameras(header, sections, prefix)
     step = _field(header, "step", int)
     check_grids(header, sections, config.pipeline.model, levels)  # before anything is written or built
     output_dir.mkdir(parents=True, exist_ok=True)

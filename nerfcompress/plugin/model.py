@@ -50,10 +50,13 @@ class GridNerfactoModelConfig(NerfactoModelConfig):
     coarse_to_fine_min_levels: Optional[int] = None
     """Coarse-to-fine training: each step keeps a random number of the main grid's levels in
     [min, num_levels] and zeroes the finer ones, so that a prefix of the levels is a usable lower
-    level of detail (proposal grids keep all levels; evaluation uses all). None = off."""
+    level of detail (evaluation uses all). None = off."""
     rate_follows_distortion: bool = True
     """Count a proposal grid's rate only on the steps on which nerfacto's proposal sampler trains it
     (with gradients), so that lambda weighs its rate against its distortion as for the main grid."""
+    coarse_to_fine_proposals: bool = False
+    """Coarse-to-fine also truncates the proposal grids to the drawn level count (capped at their own
+    levels), so that a prefix of the file cut at level k, which cuts every grid, is a trained model."""
     active_levels: Optional[int] = None
     """Evaluation renders only the coarsest N levels of every grid (finer levels output zeros; a
     grid with fewer levels keeps all of its own). ns-compress import sets it when it decodes a file
@@ -358,10 +361,12 @@ class GridNerfactoModel(NerfactoModel):
         for table in self.tables():
             table.set_step(step)
         if self.config.coarse_to_fine_min_levels is not None:
-            main = self.grid_encodings()[0]
-            main.num_active_levels = coarse_to_fine_levels(
-                step, self.config.coarse_to_fine_min_levels, main.layout.num_levels
-            )
+            main, *proposals = self.grid_encodings()
+            levels = coarse_to_fine_levels(step, self.config.coarse_to_fine_min_levels, main.layout.num_levels)
+            main.num_active_levels = levels
+            if self.config.coarse_to_fine_proposals:
+                for proposal in proposals:
+                    proposal.num_active_levels = levels if levels < proposal.layout.num_levels else None
 
     def evaluation_levels(self) -> List[Optional[int]]:
         """Levels each grid renders in evaluation, in :meth:`grid_encodings` order: the config's

@@ -100,7 +100,8 @@ def test_info_lists_the_prefix_bytes_each_level_needs(small_export, capsys):
     out = capsys.readouterr().out
     assert "levels of detail" in out and "levels per grid: main 4, prop0 5, prop1 5" in out
     needed = level_prefix_bytes(header["grids"], index)
-    assert len(needed) == 5 and needed[-1] == len(data)
+    cameras = index[-1]
+    assert cameras.name == "cameras" and len(needed) == 5 and needed[-1] == cameras.offset - 12 - 1 - len("cameras")
     assert all(f"{size:,}" in out for size in needed)
 
 

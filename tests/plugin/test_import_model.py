@@ -15,17 +15,18 @@ def _section(data: bytes, name: str):
     return next(e for e in read_container_index(data)[1] if e.name == name)
 
 
-def _render(pipeline) -> torch.Tensor:
-    camera = pipeline.datamanager.train_dataparser_outputs.cameras[0:1]
+def _render(pipeline, camera) -> torch.Tensor:
+    """RGB of ``camera`` (a prefix without the stored cameras has stand-ins: pass the whole file's)."""
     with torch.no_grad():
         return pipeline.model.get_outputs_for_camera(camera)["rgb"]
 
 
 @pytest.fixture(scope="module")
 def whole(small_export, tmp_path_factory):
-    """The whole file decoded: its render and latents."""
+    """The whole file decoded: its render, latents and first stored camera."""
     _, pipeline, _ = decode_pipeline(small_export.read_bytes(), tmp_path_factory.mktemp("whole"))
-    return _render(pipeline), [t.integer_latents() for t in pipeline.model.tables()]
+    camera = pipeline.datamanager.train_dataparser_outputs.cameras[0:1]
+    return _render(pipeline, camera), [t.integer_latents() for t in pipeline.model.tables()], camera
 
 
 @pytest.mark.parametrize("levels", [1, 3, 4])
@@ -40,8 +41,8 @@ def test_a_prefix_cut_inside_level_k_renders_like_the_whole_file_limited_to_k_le
     expected_levels = [None if levels >= e.layout.num_levels else levels for e in pipeline.model.grid_encodings()]
     assert [e.num_active_levels for e in pipeline.model.grid_encodings()] == expected_levels
     _, limited, _ = decode_pipeline(data, tmp_path / "limited", max_levels=levels)
-    rgb = _render(pipeline)
-    assert torch.equal(rgb, _render(limited))
+    rgb = _render(pipeline, whole[2])
+    assert torch.equal(rgb, _render(limited, whole[2]))
     assert not torch.equal(rgb, whole[0])  # the finer levels are really left out
     for encoding, latents in zip(pipeline.model.grid_encodings(), whole[1]):
         decoded = min(levels, encoding.layout.num_levels)
@@ -104,3 +105,27 @@ def test_an_imported_vqad_run_keeps_uint8_indices_and_decodes_the_exported_table
         assert torch.equal(ours.integer_indices(), theirs.integer_indices())
         with torch.no_grad():
             assert torch.equal(ours.eval()(), theirs.eval()())  # the codebooks were fp16 values already
+
+
+def test_a_prefix_before_the_stored_cameras_gets_as_many_stand_ins(small_export, tmp_path):
+    data = small_export.read_bytes()
+    cameras = _section(data, "cameras")
+    header = read_container_index(data)[0]
+    config, pipeline, _ = decode_pipeline(data[: cameras.offset + 2], tmp_path / "prefix", prefix=True)
+    stand_ins = pipeline.datamanager.train_dataparser_outputs.cameras
+    assert len(stand_ins) == header["cameras"] and config.pipeline.model.active_levels is None
+    assert torch.equal(stand_ins.camera_to_worlds[0], stand_ins.camera_to_worlds[-1])
+    _, whole, _ = decode_pipeline(data, tmp_path / "whole")
+    assert not torch.equal(
+        whole.datamanager.train_dataparser_outputs.cameras.camera_to_worlds[0:1], stand_ins[0:1].camera_to_worlds
+    )
+
+
+@pytest.mark.parametrize("count", [10**9, 0, -1, "x", None, [3], True])
+def test_stand_ins_are_refused_for_a_camera_count_out_of_bounds(count):
+    import numpy as np
+
+    from nerfcompress.plugin.import_model import stand_in_cameras
+
+    with pytest.raises(BitstreamError, match="training cameras"):
+        stand_in_cameras(count, np.array([[-1.0, -1, -1], [1, 1, 1]]))
