@@ -1,10 +1,12 @@
 """Float tensors quantized with a step per tensor and range-coded: how networks are stored.
 
 Cool-chic's ``nnquant`` stores each layer's weights as integers times a per-layer step and
-entropy-codes the integers; we do the same for the small MLPs every file carries. Tensor ``t``
-(any shape, flattened row-major) becomes ``q = round(w / 2**e_t)`` with the exponent
-``e_t = floor(log2(rms(w))) - precision_bits``: every tensor keeps about ``precision_bits`` bits
-below its own scale, so the relative error is the same for small biases and large weights. The
+entropy-codes the integers; we do the same for the small MLPs every file carries (NeRF and image
+files alike). Tensor ``t`` (any shape, flattened row-major) becomes ``q = round(w / 2**e_t)`` with
+the exponent ``e_t = floor(log2(rms(w))) - p_t``: the tensor keeps about ``p_t`` bits (its
+*precision*) below its own scale, so one precision gives small biases and large weights the same
+relative error. The writer picks ``p_t``: one for every tensor (the NeRF files), or one per tensor
+searched against the distortion it causes (the image codec, as Cool-chic searches its steps). The
 integers are range-coded under a two-sided geometric table ``p(k) ~ theta**|k|`` over
 ``lo .. hi`` whose ``theta`` is searched per tensor (the smallest code wins); the table is
 rebuilt on both sides from the stored integers alone.
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import List, Sequence
+from typing import List, Sequence, Union
 
 import constriction
 import numpy as np
@@ -45,6 +47,8 @@ MAX_SUPPORT = 1 << 16
 """Most integers one tensor's table may span (its table costs ``4 * support`` bytes in memory)."""
 _MAX_ABS = (1 << 24) - 1  # integers beyond this would not be exact in float32
 _THETA_CANDIDATES = tuple(sorted({max(1, min(65535, round(65536 * (1 - 2 ** (-j / 4))))) for j in range(1, 65)}))
+MAX_PRECISION_BITS = 12
+"""Largest precision a tensor may keep below its RMS."""
 
 
 def _counts(lo: int, hi: int, theta_numerator: int) -> np.ndarray:
@@ -70,49 +74,82 @@ def _quantize(values: np.ndarray, precision_bits: int):
     return exponent, q
 
 
-def _best_theta(q: np.ndarray, lo: int, hi: int) -> int:
-    """The candidate ``theta`` numerator whose table codes ``q`` in the fewest bits."""
+def _best_theta(q: np.ndarray, lo: int, hi: int) -> tuple:
+    """``(theta numerator, bits)``: the candidate whose table codes ``q`` in the fewest bits."""
     histogram = np.bincount(q - lo, minlength=max(hi - lo + 1, 2)).astype(np.float64)  # [S]
 
     def cost(theta: int) -> float:
         counts = _counts(lo, hi, theta).astype(np.float64)
         return float(histogram @ (math.log2(counts.sum()) - np.log2(counts)))
 
-    return min(_THETA_CANDIDATES, key=cost)
+    theta = min(_THETA_CANDIDATES, key=cost)
+    return theta, cost(theta)
+
+
+def _check_precision(precision_bits: int) -> None:
+    if isinstance(precision_bits, bool) or not isinstance(precision_bits, (int, np.integer)):
+        raise ValueError(f"precision_bits must be an int, found {precision_bits!r}")
+    if not 0 <= precision_bits <= MAX_PRECISION_BITS:
+        raise ValueError(f"precision_bits must be in 0..{MAX_PRECISION_BITS}, found {precision_bits}")
+
+
+def quantized_bits(values: np.ndarray, precision_bits: int) -> float:
+    """Bits one tensor costs in the payload at ``precision_bits``: its entry and the ideal code
+    length of its integers under the table the encoder would pick (the stream is within a few
+    bits of it).
+
+    Raises:
+        ValueError: as :func:`encode_quantized_tensors`.
+    """
+    _check_precision(precision_bits)
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    if not np.isfinite(values).all():
+        raise ValueError("tensor holds NaN or infinity")
+    _, q = _quantize(values, precision_bits)
+    if not q.size:
+        return 8.0 * _ENTRY.size
+    return 8.0 * _ENTRY.size + _best_theta(q, int(q.min()), int(q.max()))[1]
 
 
 def round_trip(values: np.ndarray, precision_bits: int) -> np.ndarray:
     """What :func:`encode_quantized_tensors` stores of one tensor: float32 of its shape."""
+    _check_precision(precision_bits)
     exponent, q = _quantize(np.asarray(values, dtype=np.float32), precision_bits)
     return (q.astype(np.float32) * np.float32(2.0**exponent)).reshape(np.shape(values))
 
 
-def encode_quantized_tensors(tensors: Sequence[np.ndarray], precision_bits: int) -> bytes:
+def encode_quantized_tensors(tensors: Sequence[np.ndarray], precision_bits: Union[int, Sequence[int]]) -> bytes:
     """Quantizes and range-codes float tensors (see the module docstring).
 
     Args:
         tensors: float arrays, any shapes, finite.
-        precision_bits: bits kept below each tensor's RMS (``0 <= precision_bits <= 12``).
+        precision_bits: bits kept below each tensor's RMS, in ``0 .. MAX_PRECISION_BITS``: one
+            for every tensor, or one per tensor.
 
     Returns:
         The payload.
 
     Raises:
-        ValueError: if a tensor holds NaN or infinity, or its integers would span more than
-            :data:`MAX_SUPPORT` values or leave float32's exact range.
+        ValueError: if a tensor holds NaN or infinity, its integers would span more than
+            :data:`MAX_SUPPORT` values or leave float32's exact range, or the precisions are
+            out of range or not one per tensor.
     """
-    if not 0 <= precision_bits <= 12:
-        raise ValueError(f"precision_bits must be in 0..12, found {precision_bits}")
+    single = isinstance(precision_bits, (int, np.integer))
+    precisions = [precision_bits] * len(tensors) if single else list(precision_bits)
+    if len(precisions) != len(tensors):
+        raise ValueError(f"expected one precision per tensor, found {len(precisions)} for {len(tensors)} tensors")
+    for precision in precisions:
+        _check_precision(precision)
     entries, symbols, models, lows = [], [], [], []
-    for index, tensor in enumerate(tensors):
+    for index, (tensor, precision) in enumerate(zip(tensors, precisions)):
         values = np.asarray(tensor, dtype=np.float32).reshape(-1)
         if not np.isfinite(values).all():
             raise ValueError(f"tensor #{index} holds NaN or infinity")
-        exponent, q = _quantize(values, precision_bits)
+        exponent, q = _quantize(values, precision)
         lo, hi = (int(q.min()), int(q.max())) if q.size else (0, 0)
         if hi - lo + 1 > MAX_SUPPORT or max(abs(lo), abs(hi)) > _MAX_ABS:
             raise ValueError(f"tensor #{index} spans integers {lo} .. {hi}, too wide to store")
-        theta = _best_theta(q, lo, hi)
+        theta = _best_theta(q, lo, hi)[0]
         entries.append(_ENTRY.pack(exponent, lo, hi, theta))
         lows.append(lo)
         symbols.append((q - lo).astype(np.int32))

@@ -3,30 +3,30 @@
 Header (JSON)::
 
     {"method": "shacira-image" | "vqad-image", "height": H, "width": W, "channels": C,
-     "model": ImageModelConfig fields, "grids": [table entries], "network": [{"e", "order"}],
-     "versions": {...}}
+     "model": ImageModelConfig fields, "grids": [table entries], "versions": {...}}
 
 Sections: the grid tables as :func:`~nerfcompress.bitstream.model_codec.encode_tables` writes
 them (one grid per table, named ``"g<k>"``; SHACIRA: integer coding tables, fp16 decoder,
 range-coded latents per level; VQAD: fp16 codebooks and coded indices per level), then
-``"net"``: the synthesis network, quantised and exp-Golomb coded
-(:mod:`nerfcompress.image.network_codec`). Everything the decoder needs is in the file, and the
-file's length is the size reported.
+``"net"``: the synthesis network's tensors in ``named_parameters`` order, each quantised with
+its own searched precision and range-coded (:mod:`nerfcompress.bitstream.quantized_tensors`, as
+the NeRF files store their networks). Everything the decoder needs is in the file, and the file's
+length is the size reported.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from nerfcompress.bitstream.container import read_container, required_section, write_container
 from nerfcompress.bitstream.model_codec import decode_tables, encode_tables
+from nerfcompress.bitstream.quantized_tensors import decode_quantized_tensors, encode_quantized_tensors
 from nerfcompress.errors import BitstreamError
 from nerfcompress.image.config import check_picture_size, config_from_header
 from nerfcompress.image.model import ImageModel
-from nerfcompress.image.network_codec import decode_network, encode_network
 
 METHOD_NAMES = {"shacira": "shacira-image", "vqad": "vqad-image"}
 NETWORK_SECTION = "net"
@@ -36,14 +36,22 @@ def grid_names(model: ImageModel) -> list:
     return [f"g{k}" for k in range(len(model.tables))]
 
 
-def encode_image(model: ImageModel, network_steps: list) -> bytes:
-    """The file of a trained model whose network is quantised with ``network_steps``.
+def network_tensors(model: ImageModel) -> list:
+    """The synthesis network's parameters in file order (``named_parameters`` order)."""
+    return [param for _, param in model.synthesis.named_parameters()]
+
+
+def encode_image(model: ImageModel, network_precisions: Sequence[int]) -> bytes:
+    """The file of a trained model whose network tensors keep ``network_precisions`` bits below
+    their RMS (one per tensor, :func:`network_tensors` order; the network should already hold the
+    values they round to, see :func:`~nerfcompress.image.pipeline.quantize_network`).
 
     Raises:
-        ValueError: a tensor cannot be stored (NaN or infinity).
+        ValueError: a tensor cannot be stored (NaN or infinity), or a precision is out of range.
     """
     grids, sections = encode_tables(list(model.tables), grid_names(model))
-    sections.insert(0, (NETWORK_SECTION, encode_network(model.synthesis, network_steps)))
+    tensors = [param.detach().cpu().numpy() for param in network_tensors(model)]
+    sections.insert(0, (NETWORK_SECTION, encode_quantized_tensors(tensors, network_precisions)))
     header: Dict[str, Any] = {
         "method": METHOD_NAMES[model.config.method],
         "height": model.height,
@@ -51,7 +59,6 @@ def encode_image(model: ImageModel, network_steps: list) -> bytes:
         "channels": model.channels,
         "model": model.config.to_header(),
         "grids": grids,
-        "network": network_steps,
         "versions": {name: _version(name) for name in ("nerfcompress", "constriction")},
     }
     return write_container(header, sections)
@@ -99,7 +106,10 @@ def decode_image(data: bytes) -> Tuple[ImageModel, Dict[str, Any]]:
         raise BitstreamError(f"file declares a model that cannot be built ({exc}); the file is corrupt") from exc
     model.eval()
     decode_tables(header.get("grids"), sections, list(model.tables))
-    decode_network(model.synthesis, header.get("network"), required_section(sections, NETWORK_SECTION))
+    params = network_tensors(model)
+    values = decode_quantized_tensors(required_section(sections, NETWORK_SECTION), [p.numel() for p in params])
+    for param, value in zip(params, values):
+        param.copy_(torch.from_numpy(value).view_as(param))
     for table in model.tables:
         table.clear_cache()
     return model, header

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from nerfcompress.image.codec import decode_image, encode_image, to_uint8
+from nerfcompress.bitstream.quantized_tensors import MAX_PRECISION_BITS, quantized_bits, round_trip
+from nerfcompress.image.codec import decode_image, encode_image, network_tensors, to_uint8
 from nerfcompress.image.config import ImageModelConfig
 from nerfcompress.image.model import ImageModel
-from nerfcompress.image.network_codec import quantize_network
 from nerfcompress.image.pixels import PixelSource
 from nerfcompress.image.raster import raster_plan
 from nerfcompress.image.train import Progress, TrainSettings, fit, sample_loss
@@ -35,6 +35,40 @@ MS_SSIM_MIN_SIDE = 161
 def bits_per_pixel(num_bytes: int, num_pixels: int) -> float:
     """``8 * bytes / pixels``, the rate of a file."""
     return 8.0 * num_bytes / num_pixels
+
+
+@torch.no_grad()
+def quantize_network(model: ImageModel, loss_of_bits: Callable[[float], float]) -> List[int]:
+    """Rounds the synthesis network's tensors in place to their best precisions; returns them.
+
+    Cool-chic's search (``coolchic/nnquant/``): greedy, tensor by tensor in file order, every
+    precision of :func:`~nerfcompress.bitstream.quantized_tensors.round_trip` is applied (earlier
+    tensors already rounded, later ones still float) and scored by ``loss_of_bits(bits)``, given
+    the network's coded bits so far (the caller adds the distortion and the rest of the rate).
+
+    Args:
+        model: the trained model (its synthesis network is modified in place).
+        loss_of_bits: ``bits of the rounded tensors -> loss`` (lower is better).
+
+    Returns:
+        One precision per tensor, :func:`~nerfcompress.image.codec.network_tensors` order.
+    """
+    chosen: List[int] = []
+    coded_bits = 0.0
+    for param in network_tensors(model):
+        original = param.detach().cpu().numpy().copy()
+        best = None
+        for precision in range(MAX_PRECISION_BITS + 1):
+            param.copy_(torch.from_numpy(round_trip(original, precision)))
+            bits = quantized_bits(original, precision)
+            loss = loss_of_bits(coded_bits + bits)
+            if best is None or loss < best[0]:
+                best = (loss, precision, bits)
+        _, precision, bits = best
+        param.copy_(torch.from_numpy(round_trip(original, precision)))
+        coded_bits += bits
+        chosen.append(precision)
+    return chosen
 
 
 def encode_picture(
@@ -56,8 +90,8 @@ def encode_picture(
     mse = sample_loss(model, source)
     with torch.no_grad():
         grid_bits = float(model.rate_bits())
-    steps = quantize_network(model.synthesis, lambda bits: mse() + lmbda * (bits + grid_bits) / source.num_pixels)
-    data = encode_image(model, steps)
+    precisions = quantize_network(model, lambda bits: mse() + lmbda * (bits + grid_bits) / source.num_pixels)
+    data = encode_image(model, precisions)
     return data, {"train_seconds": train_seconds, "total_seconds": time.perf_counter() - start, "lambda": lmbda}
 
 

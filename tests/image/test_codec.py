@@ -127,3 +127,31 @@ def test_procedural_picture_is_the_same_strip_by_strip(tmp_path):
     from PIL import Image
 
     assert np.array_equal(np.asarray(Image.open(png)), np.load(path))
+
+
+def test_network_precision_search_trades_distortion_for_bits():
+    from nerfcompress.bitstream.quantized_tensors import quantized_bits
+    from nerfcompress.image.codec import network_tensors
+    from nerfcompress.image.model import ImageModel
+    from nerfcompress.image.pipeline import quantize_network
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 4)
+
+    def model():
+        torch.manual_seed(1)
+        made = ImageModel(ImageModelConfig(num_levels=4, hidden=(8,)), 8, 8, 3)
+        for param in made.synthesis.parameters():
+            param.data.normal_()
+        return made
+
+    reference = model().synthesis(x).detach()
+    chosen = {}
+    for weight in (1e-2, 1e-7):
+        made = model()
+        loss = lambda bits: float((made.synthesis(x) - reference).square().mean()) + weight * bits  # noqa: E731
+        precisions = quantize_network(made, loss)
+        bits = sum(quantized_bits(p.detach().numpy(), q) for p, q in zip(network_tensors(made), precisions))
+        chosen[weight] = (sum(precisions), bits, float((made.synthesis(x) - reference).square().mean()))
+    assert chosen[1e-7][0] > chosen[1e-2][0] and chosen[1e-7][1] > chosen[1e-2][1]
+    assert chosen[1e-7][2] < chosen[1e-2][2]
