@@ -2,7 +2,8 @@
 
 Sections in file order: ``cameras`` (fp32 ``c2w [N, 3, 4]``, ``intrinsics [N, 4]`` = fx, fy,
 cx, cy, uint32 ``size [N, 2]`` = width, height), ``networks`` (every parameter rendering needs
-besides the grids, fp16, plus the average appearance embedding), then the grids' sections:
+besides the grids, fp16, plus the average appearance embedding), the model's extra sections
+(Instant-NGP's ``occupancy``, :meth:`GridModel.extra_sections`), then the grids' sections:
 every grid's per-grid parts (main field first, then the proposal grids), then level 0 of every
 grid, level 1 of every grid, ..., so that a prefix of the file decodes the coarse levels (see
 :mod:`nerfcompress.bitstream.model_codec` and :mod:`nerfcompress.bitstream.levels`).
@@ -43,7 +44,8 @@ from nerfcompress.bitstream.model_codec import (
 from nerfcompress.bitstream.tensors import pack_tensors
 from nerfcompress.errors import ExportError
 from nerfcompress.plugin.config_fields import config_to_json
-from nerfcompress.plugin.model import GridNerfactoModel, GridNerfactoModelConfig, PlainNerfactoModelConfig
+from nerfcompress.plugin.model import GridModel, GridModelSettings
+from nerfcompress.plugin.table_settings import PlainTableSettings
 
 APPEARANCE_KEY = "appearance_average"
 """Name of the average appearance embedding ``[appearance_embed_dim]`` in the networks section."""
@@ -67,7 +69,7 @@ def is_exportable(config: object) -> bool:
     """Whether a method's config builds a model that :func:`export_pipeline` can write (nerfstudio
     lists uninstalled external methods as dummy configs without a pipeline)."""
     pipeline = getattr(config, "pipeline", None)
-    return isinstance(getattr(pipeline, "model", None), GridNerfactoModelConfig)
+    return isinstance(getattr(pipeline, "model", None), GridModelSettings)
 
 
 def posthoc_methods() -> List[str]:
@@ -75,7 +77,7 @@ def posthoc_methods() -> List[str]:
     return sorted(
         name
         for name, cfg in all_methods.items()
-        if is_exportable(cfg) and isinstance(cfg.pipeline.model, PlainNerfactoModelConfig)
+        if is_exportable(cfg) and isinstance(cfg.pipeline.model, PlainTableSettings)
     )
 
 
@@ -94,7 +96,7 @@ def posthoc_codec(config: TrainerConfig, posthoc: str) -> Optional[TableCodec]:
         raise ValueError(f"posthoc must be one of {', '.join(POSTHOC_CHOICES)}, found {posthoc!r}")
     if posthoc == "none":
         return None
-    if not isinstance(config.pipeline.model, PlainNerfactoModelConfig):
+    if not isinstance(config.pipeline.model, PlainTableSettings):
         raise ExportError(
             f"--posthoc {posthoc} applies to uncompressed runs only (methods {', '.join(posthoc_methods())}); "
             f"method '{config.method_name}' has its own coding: export it without --posthoc"
@@ -136,15 +138,9 @@ def check_run(config_path: Path, posthoc: str = "none") -> TrainerConfig:
     return config
 
 
-def network_parameters(model: GridNerfactoModel) -> "OrderedDict[str, nn.Parameter]":
-    """Parameters that rendering needs besides the grids: MLPs, proposal MLPs, everything
-    except tables, the camera optimizer and the appearance embedding (stored as its average)."""
-    skipped = {id(p) for table in model.tables() for p in table.parameters()}
-    skipped |= {id(p) for p in model.camera_optimizer.parameters()}
-    embedding = getattr(model.field, "embedding_appearance", None)
-    if embedding is not None:
-        skipped |= {id(p) for p in embedding.parameters()}
-    return OrderedDict((name, p) for name, p in model.named_parameters() if id(p) not in skipped)
+def network_parameters(model: GridModel) -> "OrderedDict[str, nn.Parameter]":
+    """Parameters that rendering needs besides the grids (:meth:`GridModel.network_parameters`)."""
+    return model.network_parameters()
 
 
 def _cameras_section(pipeline: Pipeline) -> Tuple[List[Dict[str, Any]], bytes]:
@@ -176,13 +172,13 @@ def export_pipeline(
         ``(header, sections)`` for :func:`~nerfcompress.bitstream.container.write_container`.
 
     Raises:
-        ExportError: if the model is not a :class:`GridNerfactoModel`, holds a table kind
+        ExportError: if the model is not a :class:`GridModel`, holds a table kind
             without a codec (the message lists those that have one), or ``posthoc`` does not
             apply to it.
         ValueError: if ``posthoc`` is not one of :data:`POSTHOC_CHOICES`.
     """
     model = pipeline.model
-    if not isinstance(model, GridNerfactoModel):
+    if not isinstance(model, GridModel):
         raise ExportError(
             f"model {type(model).__name__} cannot be exported; methods that can: {', '.join(exportable_methods())}"
         )
@@ -195,6 +191,7 @@ def export_pipeline(
     outputs = pipeline.datamanager.train_dataparser_outputs
     encodings = model.grid_encodings()
     codec = posthoc_codec(config, posthoc)
+    extras, extra_sections = model.extra_sections()
     try:
         grids, grid_sections = encode_tables([e.table for e in encodings], grid_names(len(encodings)), codec)
     except UnsupportedTableError as exc:
@@ -217,7 +214,9 @@ def export_pipeline(
         "networks": network_spec,
         "grids": grids,
     }
-    sections = [("cameras", camera_bytes), ("networks", network_bytes), *grid_sections]
+    if extras:
+        header["extras"] = extras
+    sections = [("cameras", camera_bytes), ("networks", network_bytes), *extra_sections, *grid_sections]
     return header, sections
 
 

@@ -40,8 +40,9 @@ from nerfcompress.bitstream.tensors import unpack_tensors
 from nerfcompress.errors import BitstreamError
 from nerfcompress.plugin.config_fields import apply_config_json
 from nerfcompress.plugin.export import APPEARANCE_KEY, exportable_methods, is_exportable, network_parameters
-from nerfcompress.plugin.model import GridNerfactoModel, VqadNerfactoModelConfig, grid_layout
+from nerfcompress.plugin.model import GridModel, grid_layout
 from nerfcompress.plugin.stored_cameras import StoredCamerasDataParserConfig, write_stored_cameras
+from nerfcompress.plugin.table_settings import VqadTableSettings
 
 
 def _field(header: Mapping[str, Any], key: str, kind: type) -> Any:
@@ -53,9 +54,11 @@ def _field(header: Mapping[str, Any], key: str, kind: type) -> Any:
 
 def set_decoded_storage(model_config: ModelConfig) -> None:
     """Makes ``model_config`` hold what a file stores rather than training state: VQAD tables
-    keep their uint8 indices (``fixed_indices``), not ``2**bits`` fp32 logits per row."""
-    if isinstance(model_config, VqadNerfactoModelConfig):
+    keep their uint8 indices (``fixed_indices``), not ``2**bits`` fp32 logits per row. The grid
+    backend is this machine's choice, not the file's: ``auto``."""
+    if isinstance(model_config, VqadTableSettings):
         model_config.fixed_indices = True
+    model_config.grid_backend = "auto"
 
 
 def rebuild_config(header: Mapping[str, Any], output_dir: Path) -> TrainerConfig:
@@ -127,7 +130,7 @@ def _scene_and_cameras(header: Mapping[str, Any], sections: Mapping[str, bytes])
     }
 
 
-def load_networks(header: Mapping[str, Any], sections: Mapping[str, bytes], model: GridNerfactoModel) -> None:
+def load_networks(header: Mapping[str, Any], sections: Mapping[str, bytes], model: GridModel) -> None:
     """Copies the fp16 networks and the average appearance embedding into ``model``.
 
     Raises:
@@ -206,6 +209,7 @@ def decode_pipeline(
     pipeline.eval()
     model = pipeline.model
     load_networks(header, sections, model)
+    model.load_extra_sections(header.get("extras", {}), sections)
     decode_tables(header.get("grids"), sections, model.tables(), num_levels=levels)
     return config, pipeline, step
 

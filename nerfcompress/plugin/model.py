@@ -1,13 +1,18 @@
 """nerfacto whose main-field and proposal-network grids are FeatureTables on the tcnn layout.
 
-One model class serves every method; the config subclass decides what a grid row holds
-(``build_table``): float rows for the uncompressed baseline, SHACIRA latents, VQAD indices.
+One model class serves every method; the config decides what a grid row holds (``build_table``,
+from a table-settings mixin: float rows for the uncompressed baseline, SHACIRA latents, VQAD
+indices). :class:`GridModelSettings` and :class:`GridModel` hold what every grid model shares
+(nerfacto here, Instant-NGP in :mod:`nerfcompress.plugin.instant_ngp`): the tables, their
+schedules and optimizer groups, the rate (produced in the forward, so DDP sees it), the size
+estimate and the interpolation backend (``grid_backend``).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Type
 
 import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
@@ -15,14 +20,17 @@ from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.field_components.mlp import MLP
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.utils import writer
+from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerText
 from torch import Tensor, nn
 
+from nerfcompress.bitstream.container import section_frame_bytes
 from nerfcompress.grid import GridLayout, coarse_to_fine_levels
+from nerfcompress.grid.backends import GridBackend, missing_package, select_grid_backend
 from nerfcompress.plugin.compat import drop_unavailable_lpips, lazy_lpips_in_nerfacto
 from nerfcompress.plugin.encoding import GridEncoding
-from nerfcompress.tables import FeatureTable, PlainTable, RoundingSchedule, ShaciraTable, VqadTable
-from nerfcompress.tables.vqad import MAX_BITS
+from nerfcompress.plugin.table_settings import PlainTableSettings, ShaciraTableSettings, VqadTableSettings
+from nerfcompress.tables import FeatureTable
 
 # nerfacto's HashMLPDensityField defaults, used where a proposal_net_args entry omits a key.
 _PROPOSAL_DEFAULTS = {
@@ -38,16 +46,12 @@ _HEADER_BYTES = 1800  # typical zlib-compressed JSON header (settings, layouts, 
 
 
 @dataclass
-class GridNerfactoModelConfig(NerfactoModelConfig):
-    """nerfacto on FeatureTable grids. Subclasses choose the table (``build_table``)."""
+class GridModelSettings:
+    """Settings of every model on FeatureTable grids (a mixin of the model configs). The table
+    settings mixin (:mod:`nerfcompress.plugin.table_settings`) chooses the table (``build_table``)."""
 
-    _target: Type = field(default_factory=lambda: GridNerfactoModel)
-    implementation: str = "torch"
-    """MLP backend; torch keeps weights portable for export (tcnn pads its weight blobs)."""
     size_log_interval: int = 100
     """Steps between logging the estimated compressed size (a full pass over every grid)."""
-    proposal_log2_hashmap_size: Optional[int] = None
-    """If set, replaces log2_hashmap_size of every proposal grid (handy for small CPU runs)."""
     coarse_to_fine_min_levels: Optional[int] = None
     """Coarse-to-fine training: each step keeps a random number of the main grid's levels in
     [min, num_levels] and zeroes the finer ones, so that a prefix of the levels is a usable lower
@@ -56,8 +60,20 @@ class GridNerfactoModelConfig(NerfactoModelConfig):
     """Evaluation renders only the coarsest N levels of every grid (finer levels output zeros; a
     grid with fewer levels keeps all of its own). ns-compress import sets it when it decodes a file
     prefix or --max-levels; training ignores it. None = all levels."""
+    grid_backend: Literal["auto", "torch", "triton", "tcnn"] = "auto"
+    """Grid interpolation: auto (Triton on CUDA when it imports, else tiny-cuda-nn on CUDA when it
+    imports and passes its self-check, else torch), or one of them; the log says which runs."""
 
     def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+        missing = missing_package(self.grid_backend)
+        if missing is not None:
+            raise ValueError(
+                f"grid_backend={self.grid_backend} needs the {missing} package, which is not installed; "
+                "use grid_backend auto or torch"
+            )
         if self.size_log_interval < 1:
             raise ValueError(f"size_log_interval must be >= 1, got {self.size_log_interval}")
         min_levels = self.coarse_to_fine_min_levels
@@ -85,6 +101,29 @@ class GridNerfactoModelConfig(NerfactoModelConfig):
             )
 
     def grid_layout_args(self) -> List[Tuple[str, dict]]:
+        """(config name, layout arguments) of every grid, the main field's first."""
+        raise NotImplementedError
+
+    def build_table(self, layout: GridLayout) -> FeatureTable:
+        """The table that stores this grid's rows."""
+        raise NotImplementedError
+
+    def rate_loss_weight(self) -> float:
+        """lambda of the rate loss; 0 for tables without a learned rate."""
+        return 0.0
+
+
+@dataclass
+class GridNerfactoModelConfig(GridModelSettings, NerfactoModelConfig):
+    """nerfacto on FeatureTable grids. The table-settings mixin chooses the table (``build_table``)."""
+
+    _target: Type = field(default_factory=lambda: GridNerfactoModel)
+    implementation: str = "torch"
+    """MLP backend; torch keeps weights portable for export (tcnn pads its weight blobs)."""
+    proposal_log2_hashmap_size: Optional[int] = None
+    """If set, replaces log2_hashmap_size of every proposal grid (handy for small CPU runs)."""
+
+    def grid_layout_args(self) -> List[Tuple[str, dict]]:
         """(config name, layout arguments) of the main grid and each proposal grid."""
         main = {
             "num_levels": self.num_levels,
@@ -101,14 +140,6 @@ class GridNerfactoModelConfig(NerfactoModelConfig):
             out.append((f"proposal_net_args_list[{i}]", merged))
         return out
 
-    def build_table(self, layout: GridLayout) -> FeatureTable:
-        """The table that stores this grid's rows."""
-        raise NotImplementedError
-
-    def rate_loss_weight(self) -> float:
-        """lambda of the rate loss; 0 for tables without a learned rate."""
-        return 0.0
-
 
 def grid_layout(args: dict) -> GridLayout:
     """3D tcnn layout from nerfacto-style arguments (base_res, max_res, num_levels, ...)."""
@@ -123,141 +154,67 @@ def grid_layout(args: dict) -> GridLayout:
 
 
 @dataclass
-class PlainNerfactoModelConfig(GridNerfactoModelConfig):
-    """Uncompressed baseline: float rows on the same layout as the compressed methods."""
-
-    def build_table(self, layout: GridLayout) -> FeatureTable:
-        return PlainTable(layout.num_rows, layout.features_per_level, level_rows=layout.level_rows)
+class PlainNerfactoModelConfig(PlainTableSettings, GridNerfactoModelConfig):
+    """Uncompressed baseline on nerfacto: float rows on the same layout as the compressed methods."""
 
 
 @dataclass
-class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
-    """SHACIRA: integer latents, a shared linear decoder and a learned rate term."""
-
-    latent_dim: int = 2
-    """Latents per grid row (D); the decoder maps D -> features_per_level."""
-    rate_weight: float = 1e-3
-    """lambda: weight of the rate loss, in units of bits per grid row."""
-    temperature_start: float = 1.0
-    """Soft-rounding temperature at anneal_start_step."""
-    temperature_end: float = 0.05
-    """Soft-rounding temperature at anneal_end_step, after which rounding is hard (straight-through)."""
-    anneal_start_step: int = 0
-    """Step at which the temperature starts to decay."""
-    anneal_end_step: int = 24000
-    """Step at which soft rounding ends and hard rounding with a straight-through estimator begins."""
-    latent_init_scale: float = 0.5
-    """Latents start uniform in [-s, s]."""
-    decoder_init_scale: float = 0.05
-    """Decoder weights start uniform in [-s, s]."""
-    rate_row_stride: int = 1
-    """k: the training rate is an unbiased estimate from every k-th grid row (random offset), at 1/k of the cost."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 1 <= self.latent_dim <= 8:
-            raise ValueError(f"latent_dim must be in [1, 8], got {self.latent_dim}")
-        if not self.rate_weight >= 0:
-            raise ValueError(f"rate_weight (lambda) must be >= 0, got {self.rate_weight}")
-        if not self.latent_init_scale >= 0:
-            raise ValueError(f"latent_init_scale must be >= 0, got {self.latent_init_scale}")
-        if not 1 <= self.rate_row_stride <= 64:
-            raise ValueError(f"rate_row_stride must be in [1, 64], got {self.rate_row_stride}")
-        self.rounding_schedule()  # validates the temperature schedule
-
-    def rounding_schedule(self) -> RoundingSchedule:
-        return RoundingSchedule(
-            temperature_start=self.temperature_start,
-            temperature_end=self.temperature_end,
-            anneal_start_step=self.anneal_start_step,
-            anneal_end_step=self.anneal_end_step,
-        )
-
-    def build_table(self, layout: GridLayout) -> FeatureTable:
-        return ShaciraTable(
-            layout.num_rows,
-            layout.features_per_level,
-            latent_dim=self.latent_dim,
-            latent_init_scale=self.latent_init_scale,
-            decoder_init_scale=self.decoder_init_scale,
-            schedule=self.rounding_schedule(),
-            level_rows=layout.level_rows,
-            rate_row_stride=self.rate_row_stride,
-        )
-
-    def rate_loss_weight(self) -> float:
-        return self.rate_weight
+class ShaciraNerfactoModelConfig(ShaciraTableSettings, GridNerfactoModelConfig):
+    """SHACIRA on nerfacto: integer latents, a shared linear decoder and a learned rate term."""
 
 
 @dataclass
-class VqadNerfactoModelConfig(GridNerfactoModelConfig):
-    """VQAD: a b-bit codebook index per grid row and one learned codebook per level."""
-
-    bits: int = 4
-    """Index width b (1..8); each level's codebook has 2**b entries of features_per_level floats."""
-    codebook_init_scale: float = 0.01
-    """Codebook entries start normal with this standard deviation (the reference's feature_std)."""
-    logit_init_scale: float = 0.01
-    """Soft-index logits start normal with this standard deviation (the reference's feature_std)."""
-    fixed_indices: bool = False
-    """Keep only the uint8 indices, not the logits (2**bits x smaller, indices frozen); ns-compress import sets it."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
-            raise ValueError(f"bits must be an int in 1..{MAX_BITS} (codebook size 2..256), got {self.bits!r}")
-        if not self.codebook_init_scale >= 0:
-            raise ValueError(f"codebook_init_scale must be >= 0, got {self.codebook_init_scale}")
-        if not self.logit_init_scale >= 0:
-            raise ValueError(f"logit_init_scale must be >= 0, got {self.logit_init_scale}")
-        if not isinstance(self.fixed_indices, bool):
-            raise ValueError(f"fixed_indices must be a bool, got {self.fixed_indices!r}")
-
-    def build_table(self, layout: GridLayout) -> FeatureTable:
-        return VqadTable(
-            layout.level_rows,
-            layout.features_per_level,
-            bits=self.bits,
-            codebook_init_scale=self.codebook_init_scale,
-            logit_init_scale=self.logit_init_scale,
-            fixed_indices=self.fixed_indices,
-        )
+class VqadNerfactoModelConfig(VqadTableSettings, GridNerfactoModelConfig):
+    """VQAD on nerfacto: a b-bit codebook index per grid row and one learned codebook per level."""
 
 
-class GridNerfactoModel(NerfactoModel):
-    """nerfacto with every hash grid replaced by a :class:`GridEncoding` over a FeatureTable."""
+def grid_mlp_base(encoding: GridEncoding, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """A field's ``mlp_base`` on our grid: the encoding, then NerfactoField's base MLP (2 layers,
+    torch, so the weights export portably)."""
+    return nn.Sequential(
+        encoding,
+        MLP(
+            in_dim=encoding.get_out_dim(),
+            num_layers=2,  # NerfactoField's default
+            layer_width=hidden_dim,
+            out_dim=out_dim,
+            activation=nn.ReLU(),
+            out_activation=None,
+            implementation="torch",
+        ),
+    )
 
-    config: GridNerfactoModelConfig
 
-    def populate_modules(self) -> None:
-        with lazy_lpips_in_nerfacto():
-            super().populate_modules()
-        args = self.config.grid_layout_args()
-        main_encoding = GridEncoding(grid_layout(args[0][1]), self.config.build_table(grid_layout(args[0][1])))
-        self.field.mlp_base = nn.Sequential(
-            main_encoding,
-            MLP(
-                in_dim=main_encoding.get_out_dim(),
-                num_layers=2,  # NerfactoField's default
-                layer_width=self.config.hidden_dim,
-                out_dim=1 + self.field.geo_feat_dim,
-                activation=nn.ReLU(),
-                out_activation=None,
-                implementation="torch",
-            ),
-        )
-        for network, (_, layout_args) in zip(self.proposal_networks, args[1:], strict=True):
-            layout = grid_layout(layout_args)
-            network.encoding = GridEncoding(layout, self.config.build_table(layout))
-            if not network.use_linear:
-                network.mlp_base = nn.Sequential(network.encoding, network.mlp_base[1])
+class GridModel:
+    """What every model on FeatureTable grids adds to its nerfstudio model (a mixin placed before
+    the nerfstudio class, e.g. ``GridNerfactoModel(GridModel, NerfactoModel)``).
+
+    Subclasses build their grids in ``populate_modules``, then call :meth:`finish_grids`, and
+    implement :meth:`grid_encodings`.
+    """
+
+    config: GridModelSettings
+
+    def grid_encodings(self) -> List[GridEncoding]:
+        """Every grid, the main field's first."""
+        raise NotImplementedError
+
+    def finish_grids(self) -> None:
+        """Adds the viewer's size estimate and selects the interpolation backend (logged once).
+
+        Raises:
+            GridBackendUnavailable: ``grid_backend`` names a backend this machine cannot run.
+        """
         self.viewer_estimated_size = ViewerText(
             "Estimated size (MB, estimate)", default_value="not measured yet", disabled=True
         )
-
-    def grid_encodings(self) -> List[GridEncoding]:
-        """Main-field grid first, then the proposal grids."""
-        return [self.field.mlp_base[0], *(net.encoding for net in self.proposal_networks)]
+        device = self.kwargs.get("device") or "cpu"
+        self.grid_backend: GridBackend = select_grid_backend(
+            self.config.grid_backend, device, [e.layout for e in self.grid_encodings()]
+        )
+        for encoding in self.grid_encodings():
+            encoding.interpolate = self.grid_backend.interpolate
+        CONSOLE.log(f"nerfcompress grid backend: {self.grid_backend.name} ({self.grid_backend.reason})")
 
     def tables(self) -> List[FeatureTable]:
         return [encoding.table for encoding in self.grid_encodings()]
@@ -280,7 +237,8 @@ class GridNerfactoModel(NerfactoModel):
                 entry = [{"params": params, "table": index}] if name in scaled else params
                 table_groups.setdefault(name, []).extend(entry)
         for name in ("proposal_networks", "fields"):
-            groups[name] = [p for p in groups[name] if id(p) not in table_param_ids]
+            if name in groups:
+                groups[name] = [p for p in groups[name] if id(p) not in table_param_ids]
         groups.update(table_groups)
         return groups
 
@@ -378,6 +336,48 @@ class GridNerfactoModel(NerfactoModel):
         """Differentiable rate of all grids in bits (scalar)."""
         return torch.stack([table.rate_bits() for table in self.tables()]).sum()
 
+    def get_outputs(self, ray_bundle) -> Dict[str, Tensor]:
+        """The nerfstudio model's outputs, plus ``rate_bits`` in training when the rate is learned.
+
+        The rate is produced here, inside the forward, so that under DDP
+        (``find_unused_parameters``) the priors' parameters are part of the forward's graph;
+        computed only in the loss they would be marked ready twice (nerfstudio issue #2089).
+        """
+        outputs = super().get_outputs(ray_bundle)
+        if self.training and self.config.rate_loss_weight() > 0:
+            outputs["rate_bits"] = self.rate_bits()
+        return outputs
+
+    def derived_parameters(self) -> List[nn.Parameter]:
+        """Parameters rebuilt from the configuration and scene box, never stored (none here)."""
+        return []
+
+    def network_parameters(self) -> "OrderedDict[str, nn.Parameter]":
+        """Parameters that rendering needs besides the grids: MLPs, proposal MLPs, everything
+        except tables, the camera optimizer, derived parameters and the appearance embedding
+        (stored as its average)."""
+        skipped = {id(p) for table in self.tables() for p in table.parameters()}
+        skipped |= {id(p) for p in self.derived_parameters()}
+        camera_optimizer = getattr(self, "camera_optimizer", None)
+        if camera_optimizer is not None:
+            skipped |= {id(p) for p in camera_optimizer.parameters()}
+        embedding = getattr(self.field, "embedding_appearance", None)
+        if embedding is not None:
+            skipped |= {id(p) for p in embedding.parameters()}
+        return OrderedDict((name, p) for name, p in self.named_parameters() if id(p) not in skipped)
+
+    def extra_sections(self) -> Tuple[Dict[str, Any], List[Tuple[str, bytes]]]:
+        """Header entries and file sections that rendering needs besides the networks and grids
+        (Instant-NGP: its occupancy grid); none here."""
+        return {}, []
+
+    def load_extra_sections(self, header: Mapping[str, Any], sections: Mapping[str, bytes]) -> None:
+        """Restores what :meth:`extra_sections` wrote, from an untrusted file (nothing here).
+
+        Raises:
+            BitstreamError: the entries or sections are missing or malformed.
+        """
+
     def num_grid_rows(self) -> int:
         return sum(table.num_rows for table in self.tables())
 
@@ -388,20 +388,16 @@ class GridNerfactoModel(NerfactoModel):
         ``grids``: each table's own estimate (entropy-coded latents / fp16 rows);
         ``networks``: every other parameter that rendering needs, as fp16 (the appearance
         embedding contributes only its average vector, as the viewer uses); ``metadata``: the
-        stored training cameras plus a typical header (JSON settings and section framing).
+        stored training cameras, a typical header (JSON settings and section framing) and the
+        exact :meth:`extra_sections`.
         """
-        table_param_ids = {id(p) for table in self.tables() for p in table.parameters()}
-        skipped = {id(p) for p in self.camera_optimizer.parameters()}
-        network_bits = 0
+        network_bits = _BITS_PER_FLOAT * sum(p.numel() for p in self.network_parameters().values())
         embedding = getattr(self.field, "embedding_appearance", None)
         if embedding is not None:
-            skipped |= {id(p) for p in embedding.parameters()}
             network_bits += _BITS_PER_FLOAT * embedding.get_out_dim()
-        for param in self.parameters():
-            if id(param) not in table_param_ids and id(param) not in skipped:
-                network_bits += _BITS_PER_FLOAT * param.numel()
         grid_bits = sum(table.size_estimate_bits() for table in self.tables())
-        metadata_bytes = _HEADER_BYTES + _CAMERA_BYTES * self.num_train_data
+        extra_bytes = sum(section_frame_bytes(name) + len(payload) for name, payload in self.extra_sections()[1])
+        metadata_bytes = _HEADER_BYTES + _CAMERA_BYTES * self.num_train_data + extra_bytes
         return {
             "grids": grid_bits / 8,
             "networks": network_bits / 8,
@@ -420,8 +416,8 @@ class GridNerfactoModel(NerfactoModel):
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         metrics_dict = super().get_metrics_dict(outputs, batch)
-        if self.training and self.config.rate_loss_weight() > 0:
-            rate_bits = self.rate_bits()
+        if "rate_bits" in outputs:
+            rate_bits = outputs["rate_bits"]
             metrics_dict["rate_bits"] = rate_bits
             metrics_dict["bits_per_grid_row"] = rate_bits.detach() / self.num_grid_rows()
         if self.training:
@@ -447,3 +443,26 @@ class GridNerfactoModel(NerfactoModel):
         metrics_dict["estimated_size_bytes"] = size["total"]
         metrics_dict["estimated_grid_size_bytes"] = size["grids"]
         return metrics_dict, images_dict
+
+
+class GridNerfactoModel(GridModel, NerfactoModel):
+    """nerfacto with every hash grid replaced by a :class:`GridEncoding` over a FeatureTable."""
+
+    config: GridNerfactoModelConfig
+
+    def populate_modules(self) -> None:
+        with lazy_lpips_in_nerfacto():
+            super().populate_modules()
+        args = self.config.grid_layout_args()
+        main_encoding = GridEncoding(grid_layout(args[0][1]), self.config.build_table(grid_layout(args[0][1])))
+        self.field.mlp_base = grid_mlp_base(main_encoding, self.config.hidden_dim, 1 + self.field.geo_feat_dim)
+        for network, (_, layout_args) in zip(self.proposal_networks, args[1:], strict=True):
+            layout = grid_layout(layout_args)
+            network.encoding = GridEncoding(layout, self.config.build_table(layout))
+            if not network.use_linear:
+                network.mlp_base = nn.Sequential(network.encoding, network.mlp_base[1])
+        self.finish_grids()
+
+    def grid_encodings(self) -> List[GridEncoding]:
+        """Main-field grid first, then the proposal grids."""
+        return [self.field.mlp_base[0], *(net.encoding for net in self.proposal_networks)]

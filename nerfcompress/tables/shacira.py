@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Dict, List, Optional, Sequence, Set
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -99,7 +100,7 @@ class ShaciraTable(FeatureTable):
     def set_step(self, step: int) -> None:
         """Sets the training-time quantiser from the schedule at ``step`` and refreshes the host
         copies of the decoder norm and the latents' range (without waiting for the GPU)."""
-        self._temperature = self.schedule.temperature(step)
+        self._temperature = float(np.float32(self.schedule.temperature(step)))  # the float32 buffer's value
         self._hard_rounding = self.schedule.hard_rounding(step)
         self.temperature.fill_(self._temperature)
         self.hard_rounding.fill_(self._hard_rounding)
