@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from nerfcompress.entropy.coder import build_tables, estimate_bits
 from nerfcompress.entropy.factorized import FactorizedPrior, knot_span_bound
 from nerfcompress.tables.base import FeatureTable
-from nerfcompress.tables.lagged import LaggedHostCopy
+from nerfcompress.tables.host_values import LaggedHostCopy, host_randint
 from nerfcompress.tables.rounding import RoundingSchedule, hard_round_ste, soft_round_gumbel
 
 MIN_DECODER_NORM = 1e-4
@@ -25,7 +25,7 @@ MIN_DECODER_NORM = 1e-4
 
 RATE_WINDOW_MARGIN = 4.0
 """Latent units the training rate's knot window extends past the latents' range as last read on
-the host (one step late on CUDA, :class:`~nerfcompress.tables.lagged.LaggedHostCopy`). A latent
+the host (one step late on CUDA, :class:`~nerfcompress.tables.host_values.LaggedHostCopy`). A latent
 moves by about its learning rate per Adam step (under 0.2 at the defaults)."""
 
 STREAM_END_BITS = 16
@@ -201,7 +201,7 @@ class ShaciraTable(FeatureTable):
         stride, span = self.rate_row_stride, self._rate_knot_span
         if stride == 1:
             return self.prior.rate_bits(self.latents, uniform, knot_span=span)
-        start = int(torch.randint(stride, ()))  # every row is in the sample with probability 1/k (CPU generator)
+        start = host_randint(stride)  # every row is in the sample with probability 1/k
         return stride * self.prior.rate_bits(self.latents[start::stride], uniform[start::stride], knot_span=span)
 
     def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:

@@ -197,7 +197,7 @@ def test_shacira_training_rate_uses_a_knot_window_that_covers_the_latents():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_lagged_host_copy_on_cuda_never_waits_and_delivers_the_values():
-    from nerfcompress.tables.lagged import LaggedHostCopy
+    from nerfcompress.tables.host_values import LaggedHostCopy
 
     reading = LaggedHostCopy()
     values = torch.tensor([1.0, 2.0], device="cuda")

@@ -1,9 +1,11 @@
-"""A few device values brought to the host without waiting for them (no CUDA host sync).
+"""Host (Python) values for the training step that never make the host wait for a CUDA device.
 
 Schedules that need a statistic of the parameters on the host (SHACIRA's decoder norm for the
 latents' learning rate, the range of its latents for the rate's knot window) read it through a
 :class:`LaggedHostCopy`: on CUDA the copy is enqueued into pinned memory and read a step later
 once an event says it is done; on CPU it is read at once, so CPU numbers are those of the step.
+:func:`host_randint` draws from torch's CPU generator, a host value on every device.
+:class:`~nerfcompress.host_sync.HostSyncAudit` is told that this module's conversions do not wait.
 """
 
 from __future__ import annotations
@@ -52,3 +54,8 @@ class LaggedHostCopy:
             self._event = torch.cuda.Event()
             self._event.record()
         return self._latest
+
+
+def host_randint(high: int) -> int:
+    """A uniform int in ``[0, high)`` from torch's global CPU generator (never a device tensor)."""
+    return int(torch.randint(high, ()))
