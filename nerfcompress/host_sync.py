@@ -5,7 +5,8 @@ nothing synchronises, so :class:`HostSyncAudit` records the tensor operations th
 for the device if the tensors lived there (``.item()``, ``bool()``, ``float()``, ``.tolist()``,
 ``.cpu()``, ``nonzero``, boolean-mask indexing, ...) with the Python line that called them. Tests
 run a CPU training step under it and assert that none of those lines is ours; the GPU
-benchmark runs the same audit next to ``set_sync_debug_mode``.
+benchmark runs the same audit next to ``set_sync_debug_mode`` (:func:`caller_site` names the line
+of each synchronisation that mode reports).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -62,6 +63,16 @@ class SyncSite:
         return f"{self.operation} at {self.filename}:{self.lineno} ({self.function})"
 
 
+def caller_site(operation: str) -> Optional[SyncSite]:
+    """The innermost frame of the current Python stack outside torch and this module."""
+    here = Path(__file__).resolve()
+    for frame in reversed(traceback.extract_stack()[:-1]):
+        path = Path(frame.filename).resolve()
+        if path != here and not path.is_relative_to(_TORCH):
+            return SyncSite(operation, frame.filename, frame.lineno or 0, frame.name)
+    return None
+
+
 def _has_bool_mask(index) -> bool:
     items = index if isinstance(index, tuple) else (index,)
     return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
@@ -97,14 +108,11 @@ class HostSyncAudit(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
     def _record(self, operation: str) -> None:
-        for frame in reversed(traceback.extract_stack()[:-2]):
-            path = Path(frame.filename).resolve()
-            if path == Path(__file__).resolve() or path.is_relative_to(_TORCH):
-                continue
-            if path not in self.allowed:
-                self.sites.append(SyncSite(operation, frame.filename, frame.lineno or 0, frame.name))
-            return
+        site = caller_site(operation)
+        if site is not None and Path(site.filename).resolve() not in self.allowed:
+            self.sites.append(site)
 
-    def summary(self) -> List[str]:
-        """``"count x site"`` lines, most frequent first."""
-        return [f"{count} x {site}" for site, count in Counter(self.sites).most_common()]
+    def summary(self, ours: Optional[bool] = None) -> List[str]:
+        """``"count x site"`` lines, most frequent first; ``ours`` keeps only ours (True) or others'."""
+        sites = [site for site in self.sites if ours is None or site.ours == ours]
+        return [f"{count} x {site}" for site, count in Counter(sites).most_common()]

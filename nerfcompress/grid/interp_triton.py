@@ -218,13 +218,10 @@ def _interp_backward_kernel(
                 values = tl.load(table_ptr + row_offsets, mask=in_range[:, None], other=0.0).to(ACC_DTYPE)
                 dot = tl.sum(values * grad, axis=1)  # <dL/dout_l, Z[row]>  [BLOCK]
                 # d weight / d frac_d = +-(product of the other axes' factors); + for the upper corner.
-                sign0: tl.constexpr = (corner & 1) * 2 - 1
-                sign1: tl.constexpr = ((corner >> 1) & 1) * 2 - 1
-                grad_frac0 += dot * (sign0 * (w1 * w2)).to(ACC_DTYPE)
-                grad_frac1 += dot * (sign1 * (w0 * w2)).to(ACC_DTYPE)
+                grad_frac0 += dot * (((corner & 1) * 2 - 1) * (w1 * w2)).to(ACC_DTYPE)
+                grad_frac1 += dot * ((((corner >> 1) & 1) * 2 - 1) * (w0 * w2)).to(ACC_DTYPE)
                 if NUM_DIMS == 3:
-                    sign2: tl.constexpr = ((corner >> 2) & 1) * 2 - 1
-                    grad_frac2 += dot * (sign2 * (w0 * w1)).to(ACC_DTYPE)
+                    grad_frac2 += dot * ((((corner >> 2) & 1) * 2 - 1) * (w0 * w1)).to(ACC_DTYPE)
         if POSITION_GRAD:
             scale_acc = scale.to(ACC_DTYPE)
             x_grad_ptrs = grad_x_ptr + points * NUM_DIMS
