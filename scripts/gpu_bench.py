@@ -227,9 +227,10 @@ class GpuBench:
         nerfacc_ready = None
         pending = list(specs)
         active: List[tuple] = []
-        parallel = settings["train"]["parallel"]
+        parallel, margin = settings["train"]["parallel"], settings["train"]["launch_margin_s"]
+        self.export_margin_s = settings["train"]["export_margin_s"]
         while pending or active:
-            while pending and len(active) < parallel and time.monotonic() < self.deadline - 30:
+            while pending and len(active) < parallel and time.monotonic() < self.deadline - margin:
                 spec = pending.pop(0)
                 if not spec["data"]:
                     runs.append({**_brief(spec), "not_run": "no lego100 given (--lego)"})
@@ -260,7 +261,7 @@ class GpuBench:
                     runs.append({**_brief(spec), "error": f"worker exited {process.returncode}; see {log_path}"})
                 active.remove(entry)
                 self._write()
-            if not active and pending and time.monotonic() >= self.deadline - 30:
+            if not active and pending and time.monotonic() >= self.deadline - margin:
                 runs.extend({**_brief(spec), "not_run": "not started: time budget"} for spec in pending)
                 pending.clear()
             time.sleep(1)
@@ -269,6 +270,8 @@ class GpuBench:
         work_dir = Path(spec["work_dir"])
         work_dir.mkdir(parents=True, exist_ok=True)
         spec_path, result_path = work_dir / "spec.json", work_dir / "result.json"
+        remaining = self.deadline - time.monotonic() - self.export_margin_s
+        spec = {**spec, "deadline_unix_s": time.time() + max(remaining, 0)}
         spec_path.write_text(json.dumps(spec, indent=2))
         result_path.unlink(missing_ok=True)
         log_path = work_dir / "worker.log"

@@ -94,6 +94,7 @@ def markdown(results: dict) -> str:
             )
         lines += _table(["run", "grid backend", "ms / step", "x plain (same backend)", "x nerfacto"], rows)
         lines += [f"- {name}: {note}" for name, note in step.get("notes", {}).items()]
+        lines += [f"- {name}: **{error}**" for name, error in step.get("errors", {}).items()]
     else:
         lines.append(f"not measured: {step.get('error', 'not run')}")
     syncs = results.get("host_syncs", {})
@@ -126,7 +127,7 @@ def markdown(results: dict) -> str:
             [
                 run.get("scene", ""),
                 run.get("method", ""),
-                _fmt(run.get("steps")),
+                f"{_fmt(run.get('steps_done', 0))} of {_fmt(run.get('steps'))}",
                 _fmt(run.get("train_s"), 1),
                 _fmt(run.get("file_bytes")),
                 _fmt(occupancy),
@@ -135,7 +136,7 @@ def markdown(results: dict) -> str:
                 status[:120],
             ]
         )
-    header = ["scene", "method", "steps", "train s", "file bytes", "occupancy bytes", "PSNR", "SSIM", "status"]
+    header = ["scene", "method", "steps done", "train s", "file bytes", "occupancy bytes", "PSNR", "SSIM", "status"]
     lines += _table(header, rows) if rows else ["no training ran"]
     lines += ["", "## Targets", ""]
     rows = [

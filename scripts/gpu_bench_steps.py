@@ -164,34 +164,42 @@ def bench_kernels(settings: dict, device: str) -> dict:
 
 
 def bench_steps(runs: Dict[str, tuple], settings: dict, data: Path, work_dir: Path, device: str) -> dict:
-    """CUDA-synchronised median step time of each ``name -> (method, flags)``, in interleaved rounds."""
-    trainers, notes = {}, {}
+    """CUDA-synchronised median step time of each ``name -> (method, flags)``, in interleaved rounds.
+
+    A run that fails to build or to step is reported in ``errors`` and the others go on."""
+    trainers, notes, errors = {}, {}, {}
     for name, (method, flags) in runs.items():
         kept, dropped = model_flags_for(method, flags)
         if dropped:
             notes[name] = f"flags its config lacks, left out: {dropped}"
-        trainers[name] = build_trainer(method, kept, data, work_dir / name, device)
+        try:
+            trainers[name] = build_trainer(method, kept, data, work_dir / name.replace(" ", "_"), device)
+        except Exception as exc:
+            errors[name] = f"setup failed: {type(exc).__name__}: {exc}"
     samples: Dict[str, List[float]] = {name: [] for name in trainers}
     for step in range(settings["warmup"] + settings["steps"]):
-        for name, trainer in trainers.items():
+        for name, trainer in list(trainers.items()):
             _synchronize(device)
             start = time.perf_counter()
-            train_step(trainer, step)
+            try:
+                train_step(trainer, step)
+            except Exception as exc:
+                errors[name] = f"step {step} failed: {type(exc).__name__}: {exc}"
+                del trainers[name], samples[name]
+                continue
             _synchronize(device)
             if step >= settings["warmup"]:
                 samples[name].append(1e3 * (time.perf_counter() - start))
-    backends = {
-        name: getattr(t.pipeline.model, "grid_backend", None) for name, t in trainers.items()
-    }  # nerfstudio's nerfacto has none
-    result = {
+    backends = {name: getattr(t.pipeline.model, "grid_backend", None) for name, t in trainers.items()}
+    return {
         "median_step_ms": {name: statistics.median(s) for name, s in samples.items()},
         "grid_backend": {name: b.name if b is not None else "nerfstudio HashEncoding" for name, b in backends.items()},
         "notes": notes,
+        "errors": errors,
         "steps": settings["steps"],
         "warmup": settings["warmup"],
+        "trainers": trainers,  # handed to the sync checks; removed before the JSON is written
     }
-    result["trainers"] = trainers  # handed to the sync checks, removed before writing JSON
-    return result
 
 
 @contextlib.contextmanager
