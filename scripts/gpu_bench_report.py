@@ -139,8 +139,11 @@ def markdown(results: dict) -> str:
     header = ["scene", "method", "steps done", "train s", "file bytes", "occupancy bytes", "PSNR", "SSIM", "status"]
     lines += _table(header, rows) if rows else ["no training ran"]
     lines += ["", "## Targets", ""]
+    not_measured = (
+        "not measured (no GPU: a CPU value is no measurement)" if env.get("device") != "cuda" else "not measured"
+    )
     rows = [
-        [t["target"], _fmt(t["measured"]), t["bound"], {True: "met", False: "NOT met", None: "not measured"}[t["met"]]]
+        [t["target"], _fmt(t["measured"]), t["bound"], {True: "met", False: "NOT met", None: not_measured}[t["met"]]]
         for t in results.get("targets", [])
     ]
     lines += _table(["target", "measured", "bound", "status"], rows)
