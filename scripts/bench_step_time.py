@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import tyro
 import yaml
-from ns_runs import flags_to_args  # scripts/ is on sys.path when run as a script
 from nerfstudio.configs.method_configs import AnnotatedBaseConfigUnion
+from ns_runs import flags_to_args  # scripts/ is on sys.path when run as a script
 from rich.console import Console
 
 from nerfcompress.scenes.synthetic import write_synthetic_scene

@@ -1,10 +1,19 @@
-"""Shared fixtures: a tiny procedural Blender scene written once per test session."""
+"""Shared fixtures: a tiny procedural Blender scene written once per test session.
 
+Without a CUDA device, Triton kernels run in Triton's CPU interpreter: ``TRITON_INTERPRET``
+must be set before any module defining a kernel is imported, so it is set here.
+"""
+
+import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from nerfcompress.scenes.synthetic import write_synthetic_scene
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(scope="session")

@@ -21,11 +21,12 @@ Posthoc = Literal[
 
 @dataclass
 class Export:
-    """Compress a trained shacira-, vqad- or plain-nerfacto run into one file and print its size by section.
+    """Compress a trained shacira-, vqad- or plain- nerfacto/instant-ngp run into one file; print its size by section.
 
-    Post-hoc baselines for an uncompressed run (plain-nerfacto, plain-nerfacto-big): --posthoc fp32 stores the grid
-    rows as float32 (the true uncompressed size), fp16 as float16, uniformB quantizes every level uniformly to 2^B
-    values between its min and max and entropy-codes them. ns-compress import, eval and info read these files too.
+    Post-hoc baselines for an uncompressed run (plain-nerfacto, plain-nerfacto-big, plain-instant-ngp): --posthoc fp32
+    stores the grid rows as float32 (the true uncompressed size), fp16 as float16, uniformB quantizes every level
+    uniformly to 2^B values between its min and max and entropy-codes them. ns-compress import, eval and info read
+    these files too.
     """
 
     load_config: Path

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -79,6 +80,19 @@ class _InterpolatedSum(torch.autograd.Function):
         return grad_knots, grad_position
 
 
+def knot_span_bound(smallest: float, largest: float, margin: float = 0.0) -> int:
+    """A ``knot_span`` for :meth:`FactorizedPrior.rate_bits` in training, from the latents' range.
+
+    The noisy latents lie in ``[smallest - 1/2, largest + 1/2)``, the knots start at
+    ``floor(smallest - 1/2) - 1`` and must reach ``ceil(largest + 1/2) + 1``. ``margin`` widens
+    the range on both sides (for latents read some steps earlier); the result is rounded up to
+    a multiple of 8 so that the knot tensor's shape rarely changes.
+    """
+    low = math.floor(smallest - margin - 0.5) - 1
+    high = math.ceil(largest + margin + 0.5) + 1
+    return -(-(high - low) // 8) * 8
+
+
 class FactorizedPrior(nn.Module):
     """Per-channel learned CDF over latents ``[rows, D]``.
 
@@ -120,11 +134,15 @@ class FactorizedPrior(nn.Module):
             raise ValueError(f"expected values of shape [rows, {self.num_channels}], found {tuple(values.shape)}")
 
     def _logits(self, x: Tensor) -> Tensor:
-        """Cumulative logits of ``x [D, 1, N]`` -> ``[D, 1, N]``, in ``x``'s dtype and device."""
-        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases)):
-            x = torch.matmul(F.softplus(matrix.to(x)), x) + bias.to(x)
-            if i < len(self.factors):
-                x = x + torch.tanh(self.factors[i].to(x)) * torch.tanh(x)
+        """Cumulative logits of ``x [D, 1, N]`` -> ``[D, 1, N]``, in ``x``'s dtype (at least
+        float32: autocast is off here, so mixed-precision training computes the rate in fp32)."""
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()
+        with torch.autocast(x.device.type, enabled=False):
+            for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases)):
+                x = torch.matmul(F.softplus(matrix.to(x)), x) + bias.to(x)
+                if i < len(self.factors):
+                    x = x + torch.tanh(self.factors[i].to(x)) * torch.tanh(x)
         return x
 
     def cumulative_logits(self, values: Tensor) -> Tensor:
@@ -183,7 +201,7 @@ class FactorizedPrior(nn.Module):
         mass = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
         return -torch.log2(_LowerBound.apply(mass, _LIKELIHOOD_BOUND))
 
-    def _interpolated_bits(self, values: Tensor) -> Tensor:
+    def _interpolated_bits(self, values: Tensor, knot_span: Optional[int] = None) -> Tensor:
         """Sum of ``-log2 mass(v)`` over ``values [D, N]`` (channel-major), knot-interpolated, scalar.
 
         The code length is evaluated by the network only at knots ``1 / _KNOTS_PER_UNIT`` apart
@@ -191,10 +209,17 @@ class FactorizedPrior(nn.Module):
         costs a gather per value instead of the network, and the gradient reaches both the
         values and the network. Channel-major because gathers along the last dimension are
         several times faster on CPU.
+
+        The knots start at ``lo = floor(min) - 1`` (computed on the device). They cover
+        ``knot_span`` units from there when it is given (no host sync; knots past the values
+        change nothing, as every knot sits at a multiple of ``1 / _KNOTS_PER_UNIT``), else exactly
+        up to ``ceil(max) + 1``, which reads the range on the host.
         """
         smallest, largest = torch.aminmax(values.detach())
         lo = torch.floor(smallest) - 1.0
-        num_knots = int((torch.ceil(largest) + 1.0 - lo).item()) * _KNOTS_PER_UNIT + 1
+        if knot_span is None:
+            knot_span = int((torch.ceil(largest) + 1.0 - lo).item())
+        num_knots = knot_span * _KNOTS_PER_UNIT + 1
         return _InterpolatedSum.apply(self._knot_bits(lo, num_knots), (values - lo) * _KNOTS_PER_UNIT)
 
     def _integer_bits(self, values: Tensor) -> Tensor:
@@ -206,7 +231,7 @@ class FactorizedPrior(nn.Module):
         bits = -torch.log2(_LowerBound.apply(masses, _LIKELIHOOD_BOUND))
         return torch.gather(bits, 0, (values - lo).long()).sum()
 
-    def rate_bits(self, latents: Tensor, uniform: Optional[Tensor] = None) -> Tensor:
+    def rate_bits(self, latents: Tensor, uniform: Optional[Tensor] = None, knot_span: Optional[int] = None) -> Tensor:
         """Estimated code length of the latents in bits.
 
         .. math:: R = -\\sum_{r,c} \\log_2 p_c(w_{r,c}),
@@ -219,6 +244,9 @@ class FactorizedPrior(nn.Module):
             latents: continuous latents, ``[rows, D]``.
             uniform: training mode only: a U(0, 1) draw ``[rows, D]`` to make the noise from
                 (``uniform - 1/2``); None draws one here.
+            knot_span: training mode only: units of the knot window from ``floor(min) - 1``; at
+                least ``ceil(max) - floor(min) + 2`` of the noisy latents (:func:`knot_span_bound`),
+                else the values past it are extrapolated. None measures it, a host sync on CUDA.
 
         Returns:
             Scalar rate in bits (divide by ``rows`` for a stable loss scale).
@@ -233,19 +261,26 @@ class FactorizedPrior(nn.Module):
             uniform = torch.rand_like(latents)
         elif uniform.shape != latents.shape:
             raise ValueError(f"uniform must have the latents' shape {tuple(latents.shape)}, got {tuple(uniform.shape)}")
-        return self.code_length_bits(torch.add(latents, uniform.detach()).sub_(0.5))
+        noisy = torch.add(latents, uniform.detach()).sub_(0.5)  # [rows, D]
+        return self.code_length_bits(noisy, knot_span)
 
-    def code_length_bits(self, values: Tensor) -> Tensor:
+    def code_length_bits(self, values: Tensor, knot_span: Optional[int] = None) -> Tensor:
         """``-sum log2 mass(v)`` over ``values [rows, D]`` as the training rate computes it (code
         lengths interpolated between knots, :meth:`_interpolated_bits`), scalar, differentiable
         with respect to the values and the prior. :meth:`rate_bits` in training evaluates it at
         noisy latents; SHACIRA's hard-rounding phase at the rounded ones.
 
+        Args:
+            values: ``[rows, D]`` values to code.
+            knot_span: units of the knot window from ``floor(min) - 1``, at least
+                ``ceil(max) - floor(min) + 2`` of the values (:func:`knot_span_bound`); None
+                measures it, a host sync on CUDA.
+
         Raises:
             ValueError: if ``values`` is not ``[rows, D]``.
         """
         self._check(values)
-        return self._interpolated_bits(values.t().contiguous())
+        return self._interpolated_bits(values.t().contiguous(), knot_span)
 
     @torch.no_grad()
     def pmf(self, channel: int, lo: int, support: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from nerfstudio.field_components.encodings import Encoding
 from torch import Tensor
 
 from nerfcompress.grid import GridLayout, interp_torch
+from nerfcompress.grid.backends import Interpolate, triton_interpreter_on
 from nerfcompress.tables import FeatureTable
 
 
@@ -17,7 +18,10 @@ class GridEncoding(Encoding):
     """Drop-in replacement for nerfstudio's ``HashEncoding`` on the tiny-cuda-nn layout.
 
     The table is decoded once per forward (once per training step, since nerfacto calls each
-    grid once per step) and cached in evaluation, then interpolated for all points.
+    grid once per step) and cached in evaluation, then interpolated for all points by
+    ``interpolate``, the backend the model selected (``grid_backend``; ``interp_torch`` until
+    then). CPU points always go through ``interp_torch``, the twin of the CUDA backends, unless
+    Triton's CPU interpreter is on.
 
     Args:
         layout: grid layout (levels, resolutions, rows per level).
@@ -35,6 +39,7 @@ class GridEncoding(Encoding):
         self.table = table
         self.num_active_levels: Optional[int] = None  # None: all levels (coarse-to-fine sets fewer)
         self.received_gradients = False  # whether the last forward ran with autograd on
+        self.interpolate: Interpolate = interp_torch
 
     def get_out_dim(self) -> int:
         return self.layout.output_dim
@@ -42,5 +47,8 @@ class GridEncoding(Encoding):
     def forward(self, in_tensor: Float[Tensor, "*bs input_dim"]) -> Float[Tensor, "*bs output_dim"]:
         self.received_gradients = torch.is_grad_enabled()
         flat = in_tensor.reshape(-1, self.layout.num_dims)
-        features = interp_torch(self.layout, self.table(), flat, self.num_active_levels)
+        interpolate = self.interpolate
+        if not flat.is_cuda and not triton_interpreter_on():
+            interpolate = interp_torch
+        features = interpolate(self.layout, self.table(), flat, self.num_active_levels)
         return features.reshape(*in_tensor.shape[:-1], self.layout.output_dim)

@@ -1,7 +1,7 @@
 """Trained run -> ``.ncmp`` file: what :func:`~nerfcompress.plugin.file_layout.model_file` lays out.
 
 Post hoc (``posthoc``): the grids of an uncompressed run (PlainTables: plain-nerfacto,
-plain-nerfacto-big) can be written as fp32 or fp16 rows or as uniform ``b``-bit symbols
+plain-nerfacto-big, plain-instant-ngp) can be written as fp32 or fp16 rows or as uniform ``b``-bit symbols
 (:data:`POSTHOC_CHOICES`, :func:`~nerfcompress.bitstream.model_codec.plain_codec`); each
 grid's header entry records its storage, so the import rebuilds the same plain model.
 """
@@ -21,7 +21,9 @@ from nerfcompress.bitstream.container import write_container
 from nerfcompress.bitstream.model_codec import PLAIN_STORAGES, TableCodec, UnsupportedTableError, plain_codec
 from nerfcompress.errors import ExportError
 from nerfcompress.plugin.file_layout import FileContext, model_file, section_sizes
-from nerfcompress.plugin.model import GridNerfactoModel, GridNerfactoModelConfig, PlainNerfactoModelConfig
+from nerfcompress.plugin.grid_settings import GridModelSettings
+from nerfcompress.plugin.model import GridModel
+from nerfcompress.plugin.table_settings import PlainTableSettings
 
 POSTHOC_CHOICES = ("none", *PLAIN_STORAGES)
 """``posthoc`` values: ``"none"`` (the method's own coding) or a plain storage (``"fp32"``,
@@ -37,7 +39,7 @@ def is_exportable(config: object) -> bool:
     """Whether a method's config builds a model that :func:`export_pipeline` can write (nerfstudio
     lists uninstalled external methods as dummy configs without a pipeline)."""
     pipeline = getattr(config, "pipeline", None)
-    return isinstance(getattr(pipeline, "model", None), GridNerfactoModelConfig)
+    return isinstance(getattr(pipeline, "model", None), GridModelSettings)
 
 
 def posthoc_methods() -> List[str]:
@@ -45,7 +47,7 @@ def posthoc_methods() -> List[str]:
     return sorted(
         name
         for name, cfg in all_methods.items()
-        if is_exportable(cfg) and isinstance(cfg.pipeline.model, PlainNerfactoModelConfig)
+        if is_exportable(cfg) and isinstance(cfg.pipeline.model, PlainTableSettings)
     )
 
 
@@ -64,7 +66,7 @@ def posthoc_codec(config: TrainerConfig, posthoc: str) -> Optional[TableCodec]:
         raise ValueError(f"posthoc must be one of {', '.join(POSTHOC_CHOICES)}, found {posthoc!r}")
     if posthoc == "none":
         return None
-    if not isinstance(config.pipeline.model, PlainNerfactoModelConfig):
+    if not isinstance(config.pipeline.model, PlainTableSettings):
         raise ExportError(
             f"--posthoc {posthoc} applies to uncompressed runs only (methods {', '.join(posthoc_methods())}); "
             f"method '{config.method_name}' has its own coding: export it without --posthoc"
@@ -122,13 +124,13 @@ def export_pipeline(
         ``(header, sections)`` for :func:`~nerfcompress.bitstream.container.write_container`.
 
     Raises:
-        ExportError: if the model is not a :class:`GridNerfactoModel`, holds a table kind
+        ExportError: if the model is not a :class:`GridModel`, holds a table kind
             without a codec (the message lists those that have one), or ``posthoc`` does not
             apply to it.
         ValueError: if ``posthoc`` is not one of :data:`POSTHOC_CHOICES`.
     """
     model = pipeline.model
-    if not isinstance(model, GridNerfactoModel):
+    if not isinstance(model, GridModel):
         raise ExportError(
             f"model {type(model).__name__} cannot be exported; methods that can: {', '.join(exportable_methods())}"
         )

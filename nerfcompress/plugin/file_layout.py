@@ -4,12 +4,14 @@
 writes them, and :func:`section_sizes` counts their bytes, framing included, without writing
 the file. The exporter writes what :func:`model_file` returns; the size logged during training
 and ``estimated_size_bytes`` in ``ns-eval`` count the same thing
-(:meth:`~nerfcompress.plugin.model.GridNerfactoModel.estimated_size_bytes`), so the logged size
+(:meth:`~nerfcompress.plugin.model.GridModel.estimated_size_bytes`), so the logged size
 is the size of the file an export at that step writes, to the byte.
 
 Sections in file order: ``networks`` (every parameter rendering needs besides the grids, then
-the average appearance embedding, in :func:`network_parameters` order, each tensor quantised
-with its own step and range-coded, :mod:`nerfcompress.bitstream.quantized_tensors`), then the
+the average appearance embedding, in :meth:`~nerfcompress.plugin.model.GridModel.network_parameters`
+order, each tensor quantised with its own step and range-coded,
+:mod:`nerfcompress.bitstream.quantized_tensors`), then the model's extra sections (Instant-NGP's
+``occupancy`` grid, :meth:`~nerfcompress.plugin.model.GridModel.extra_sections`), then the
 grids' sections: every grid's shared sections (main field first, then the proposal grids), then
 level 0 of every grid, level 1 of every grid, ... (:mod:`nerfcompress.bitstream.model_codec`),
 so that a prefix of the file decodes the coarse levels; last the ``cameras`` (the training
@@ -21,27 +23,28 @@ The header holds the method name, the step, the versions that wrote the file and
 allow-listed model settings (:mod:`nerfcompress.plugin.model_settings`), the dataparser's
 registered name and the fields where it differs from that parser's defaults (the dataset path
 left out), the scene box and dataparser transform and scale (float32 values, written in the
-shortest decimal that reads back to them), the camera count and the grid entries. Tensor shapes
-are not stored: the importer rebuilds the model from the settings and reads what it needs.
+shortest decimal that reads back to them), the camera count, the grid entries and, for a model
+with extra sections, ``"extras"``: one entry per extra section, keyed by the section's name
+(:func:`check_extras` is what an import accepts of it). Tensor shapes are not stored: the
+importer rebuilds the model from the settings and reads what it needs.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 from nerfstudio.configs.dataparser_configs import all_dataparsers
-from torch import nn
 
 from nerfcompress.bitstream.cameras import encode_cameras
 from nerfcompress.bitstream.container import header_size_bytes, section_frame_bytes
 from nerfcompress.bitstream.model_codec import TableCodec, encode_tables
 from nerfcompress.bitstream.quantized_tensors import encode_quantized_tensors
 from nerfcompress.entropy.coder import coder_record
+from nerfcompress.errors import BitstreamError
 from nerfcompress.plugin.config_fields import config_diff
 from nerfcompress.plugin.model_settings import stored_settings
 
@@ -52,8 +55,15 @@ NETWORK_PRECISION_BITS = 6
 Sections = List[Tuple[str, bytes]]
 
 
+MAX_EXTRAS = 8
+"""Most extra sections (header ``"extras"`` entries) a file may declare."""
+
+RESERVED_SECTIONS = ("networks", "cameras")
+"""Section names that no extra section may take."""
+
+
 def grid_names(num_grids: int) -> List[str]:
-    """Section prefixes of the grids in :meth:`GridNerfactoModel.grid_encodings` order."""
+    """Section prefixes of the grids in :meth:`GridModel.grid_encodings` order."""
     return ["main", *(f"prop{i}" for i in range(num_grids - 1))]
 
 
@@ -63,25 +73,14 @@ def _float32(values: Any) -> Any:
 
 
 def stored_networks(model) -> List[torch.Tensor]:
-    """The tensors of the ``networks`` section, in order: :func:`network_parameters`, then the
-    average appearance embedding ``[appearance_embed_dim]`` if the model has one."""
-    tensors = [p.detach().cpu() for p in network_parameters(model).values()]
+    """The tensors of the ``networks`` section, in order: the model's
+    :meth:`~nerfcompress.plugin.model.GridModel.network_parameters`, then the average appearance
+    embedding ``[appearance_embed_dim]`` if the model has one."""
+    tensors = [p.detach().cpu() for p in model.network_parameters().values()]
     embedding = getattr(model.field, "embedding_appearance", None)
     if embedding is not None:
         tensors.append(embedding.mean(dim=0).detach().cpu())
     return tensors
-
-
-def network_parameters(model) -> "OrderedDict[str, nn.Parameter]":
-    """Parameters of a GridNerfactoModel that rendering needs besides the grids: MLPs, proposal
-    MLPs, everything except tables, the camera optimizer and the appearance embedding (stored
-    as its average)."""
-    skipped = {id(p) for table in model.tables() for p in table.parameters()}
-    skipped |= {id(p) for p in model.camera_optimizer.parameters()}
-    embedding = getattr(model.field, "embedding_appearance", None)
-    if embedding is not None:
-        skipped |= {id(p) for p in embedding.parameters()}
-    return OrderedDict((name, p) for name, p in model.named_parameters() if id(p) not in skipped)
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ def model_file(
     codec: Optional[TableCodec] = None,
     network_precision_bits: int = NETWORK_PRECISION_BITS,
 ) -> Tuple[dict, Sections]:
-    """Header and sections of the file that exports ``model`` (a GridNerfactoModel).
+    """Header and sections of the file that exports ``model`` (a GridModel).
 
     Args:
         model: the model.
@@ -148,12 +147,16 @@ def model_file(
 
     Raises:
         UnsupportedTableError: if a table has no stored form (or not ``codec``'s).
+        ValueError: if the model's extra sections and their header entries differ in names.
     """
     network_bytes = encode_quantized_tensors([t.numpy() for t in stored_networks(model)], network_precision_bits)
     cameras = context.cameras
     camera_bytes = encode_cameras(cameras["c2w"].numpy(), cameras["intrinsics"].numpy(), cameras["size"].numpy())
     encodings = model.grid_encodings()
     grids, grid_sections = encode_tables([e.table for e in encodings], grid_names(len(encodings)), codec)
+    extras, extra_sections = model.extra_sections()
+    if list(extras) != [name for name, _ in extra_sections]:
+        raise ValueError(f"extra header entries {list(extras)} must name the extra sections, in their order")
     header = {
         "method": context.method,
         "step": int(step),
@@ -165,7 +168,36 @@ def model_file(
         "cameras": len(cameras["c2w"]),
         "grids": grids,
     }
-    return header, [("networks", network_bytes), *grid_sections, ("cameras", camera_bytes)]
+    if extras:
+        header["extras"] = extras
+    return header, [("networks", network_bytes), *extra_sections, *grid_sections, ("cameras", camera_bytes)]
+
+
+def check_extras(header: Mapping[str, Any], sections: Mapping[str, bytes]) -> Dict[str, Dict[str, Any]]:
+    """The header's ``"extras"`` (untrusted) once its form is checked: a JSON object of at most
+    :data:`MAX_EXTRAS` entries, each a JSON object keyed by the name of a section the file holds
+    (none of :data:`RESERVED_SECTIONS` nor a grid's); ``{}`` if the header has none. What each
+    entry holds is the model's to check (:meth:`~nerfcompress.plugin.model.GridModel.load_extra_sections`).
+
+    Raises:
+        BitstreamError: on any other form.
+    """
+    extras = header.get("extras", {})
+    if not isinstance(extras, dict) or len(extras) > MAX_EXTRAS:
+        raise BitstreamError(
+            f"header extras is {extras!r:.80}, expected a JSON object of at most {MAX_EXTRAS} entries; "
+            "the file is corrupt"
+        )
+    entries = header.get("grids")
+    grids = {entry.get("name") for entry in entries if isinstance(entry, dict)} if isinstance(entries, list) else set()
+    for name, entry in extras.items():
+        reserved = name in RESERVED_SECTIONS or name.split(".")[0] in grids
+        if reserved or name not in sections or not isinstance(entry, dict):
+            raise BitstreamError(
+                f"header extras entry {name!r:.40} is {entry!r:.80} (section present: {name in sections}), expected "
+                "a JSON object naming an extra section of the file; the file is corrupt"
+            )
+    return extras
 
 
 def section_sizes(header: dict, sections: Sections) -> List[Tuple[str, int]]:
@@ -182,9 +214,10 @@ def section_sizes(header: dict, sections: Sections) -> List[Tuple[str, int]]:
 
 def file_size_bytes(header: dict, sections: Sections) -> Dict[str, int]:
     """The file's bytes by part: ``grids`` (every grid section), ``networks``, ``metadata``
-    (header and cameras) and ``total``, framing included."""
+    (header, extra sections and cameras) and ``total``, framing included."""
     sizes = section_sizes(header, sections)
     networks = sum(size for name, size in sizes if name == "networks")
-    metadata = sum(size for name, size in sizes if name in ("header", "cameras"))
+    metadata_names = {"header", "cameras", *header.get("extras", {})}
+    metadata = sum(size for name, size in sizes if name in metadata_names)
     total = sum(size for _, size in sizes)
     return {"grids": total - networks - metadata, "networks": networks, "metadata": metadata, "total": total}

@@ -5,9 +5,11 @@ stored in the header, each checked against the allow-list of
 :mod:`nerfcompress.plugin.model_settings` (never from YAML or pickle in the file); VQAD tables
 then keep uint8 indices instead of training logits (:func:`set_decoded_storage`). Before anything
 is built, the grids the settings imply are checked against the caps, the header's grid entries
-and the bytes of their sections (:func:`check_grids`, on tables without storage). The pipeline is
+and the bytes of their sections (:func:`check_grids`, on tables without storage), and the form
+of the header's extra entries (:func:`~nerfcompress.plugin.file_layout.check_extras`). The pipeline is
 then built in inference mode on :class:`StoredCamerasDataParserConfig` (the stored cameras, no
-images), the decoded networks and grids are loaded into it, and the directory gets::
+images), the decoded networks, extra sections (the model checks their entries) and grids are loaded into
+it, and the directory gets::
 
     DIR/config.yml                              nerfstudio TrainerConfig
     DIR/cameras.json, DIR/placeholder.png       what the stored-cameras dataparser serves
@@ -44,10 +46,12 @@ from nerfcompress.bitstream.quantized_tensors import decode_quantized_tensors
 from nerfcompress.entropy.coder import check_coder_record
 from nerfcompress.errors import BitstreamError
 from nerfcompress.plugin.export import exportable_methods, is_exportable
-from nerfcompress.plugin.file_layout import network_parameters, stored_networks
-from nerfcompress.plugin.model import GridNerfactoModel, GridNerfactoModelConfig, VqadNerfactoModelConfig, grid_layout
+from nerfcompress.plugin.file_layout import check_extras, stored_networks
+from nerfcompress.plugin.grid_settings import GridModelSettings, grid_layout
+from nerfcompress.plugin.model import GridModel
 from nerfcompress.plugin.model_settings import MAX_GRID_ROWS, apply_settings
 from nerfcompress.plugin.stored_cameras import StoredCamerasDataParserConfig, write_stored_cameras
+from nerfcompress.plugin.table_settings import VqadTableSettings
 
 
 def _field(header: Mapping[str, Any], key: str, kind: type) -> Any:
@@ -60,7 +64,7 @@ def _field(header: Mapping[str, Any], key: str, kind: type) -> Any:
 def set_decoded_storage(model_config: ModelConfig) -> None:
     """Makes ``model_config`` hold what a file stores rather than training state: VQAD tables
     keep their uint8 indices (``fixed_indices``), not ``2**bits`` fp32 logits per row."""
-    if isinstance(model_config, VqadNerfactoModelConfig):
+    if isinstance(model_config, VqadTableSettings):
         model_config.fixed_indices = True
 
 
@@ -160,7 +164,7 @@ def stored_cameras(header: Mapping[str, Any], sections: Mapping[str, bytes], pre
     }
 
 
-def load_networks(sections: Mapping[str, bytes], model: GridNerfactoModel) -> None:
+def load_networks(sections: Mapping[str, bytes], model: GridModel) -> None:
     """Copies the stored networks and the average appearance embedding into ``model``.
 
     Raises:
@@ -169,7 +173,7 @@ def load_networks(sections: Mapping[str, bytes], model: GridNerfactoModel) -> No
     shapes = [t.shape for t in stored_networks(model)]  # what the exporter wrote, in its order
     values = decode_quantized_tensors(sections.get("networks", b""), [math.prod(shape) for shape in shapes])
     values = [torch.from_numpy(value).reshape(shape) for value, shape in zip(values, shapes)]
-    params = list(network_parameters(model).values())
+    params = list(model.network_parameters().values())
     with torch.no_grad():
         for param, value in zip(params, values):
             param.copy_(value)
@@ -179,7 +183,7 @@ def load_networks(sections: Mapping[str, bytes], model: GridNerfactoModel) -> No
 
 
 def check_grids(
-    header: Mapping[str, Any], sections: Mapping[str, bytes], config: GridNerfactoModelConfig, levels: int
+    header: Mapping[str, Any], sections: Mapping[str, bytes], config: GridModelSettings, levels: int
 ) -> None:
     """Refuses a file whose grids the model would build differently, before building anything.
 
@@ -247,12 +251,14 @@ def decode_pipeline(
     cameras = stored_cameras(header, sections, prefix)
     step = _field(header, "step", int)
     check_grids(header, sections, config.pipeline.model, levels)  # before anything is written or built
+    extras = check_extras(header, sections)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_stored_cameras(output_dir, cameras)
     pipeline = config.pipeline.setup(device="cpu", test_mode="inference")
     pipeline.eval()
     model = pipeline.model
     load_networks(sections, model)
+    model.load_extra_sections(extras, sections)
     decode_tables(header.get("grids"), sections, model.tables(), num_levels=levels)
     return config, pipeline, step
 

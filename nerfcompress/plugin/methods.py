@@ -1,7 +1,8 @@
 """Method registrations (entry point group ``nerfstudio.method_configs``).
 
-Each method mirrors nerfstudio's nerfacto / nerfacto-big trainer settings, replacing the grids
-and adding the optimizer groups our tables need (``grids``; for SHACIRA ``latents`` and ``entropy``).
+Each method mirrors nerfstudio's nerfacto / nerfacto-big / instant-ngp trainer settings, replacing
+the grids and adding the optimizer groups our tables need (``grids``; for SHACIRA ``latents`` and
+``entropy``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Dict
 
 from nerfstudio.cameras.camera_optimizers import CameraOptimizerConfig
 from nerfstudio.configs.base_config import ViewerConfig
+from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 from nerfstudio.data.datamanagers.parallel_datamanager import ParallelDataManagerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig, RAdamOptimizerConfig
 from nerfstudio.engine.schedulers import ExponentialDecaySchedulerConfig
@@ -17,13 +19,19 @@ from nerfstudio.plugins.types import MethodSpecification
 
 from nerfcompress.plugin.compat import allow_nerfstudio_checkpoint_globals
 from nerfcompress.plugin.dataparser import AutoDataParserConfig
+from nerfcompress.plugin.instant_ngp import (
+    GridInstantNGPModelConfig,
+    PlainInstantNGPModelConfig,
+    ShaciraInstantNGPModelConfig,
+    VqadInstantNGPModelConfig,
+)
 from nerfcompress.plugin.model import (
     GridNerfactoModelConfig,
     PlainNerfactoModelConfig,
     ShaciraNerfactoModelConfig,
     VqadNerfactoModelConfig,
 )
-from nerfcompress.plugin.pipeline import GridPipelineConfig
+from nerfcompress.plugin.pipeline import GridDynamicBatchPipelineConfig, GridPipelineConfig
 from nerfcompress.plugin.trainer import GridTrainerConfig
 
 # ns-viewer / ns-eval / ns-render load checkpoints with torch's weights_only unpickler.
@@ -143,4 +151,45 @@ vqad_nerfacto = MethodSpecification(
 vqad_nerfacto_big = MethodSpecification(
     config=_trainer("vqad-nerfacto-big", VqadNerfactoModelConfig(**_model_args(True)), True, _VQAD_GRIDS_LR),
     description="VQAD-compressed nerfacto sized like nerfacto-big.",
+)
+
+
+def _instant_ngp_trainer(method_name: str, model: GridInstantNGPModelConfig, grids_lr: float) -> GridTrainerConfig:
+    """nerfstudio's instant-ngp trainer (dynamic batch, its optimizer for ``fields``) on our grids."""
+    return GridTrainerConfig(
+        method_name=method_name,
+        steps_per_eval_batch=500,
+        steps_per_save=2000,
+        max_num_iterations=30000,
+        mixed_precision=True,
+        pipeline=GridDynamicBatchPipelineConfig(
+            method_name=method_name,
+            datamanager=VanillaDataManagerConfig(
+                dataparser=AutoDataParserConfig(),
+                train_num_rays_per_batch=4096,
+                eval_num_rays_per_batch=4096,
+            ),
+            model=model,
+        ),
+        optimizers=_optimizers(False, grids_lr),
+        viewer=ViewerConfig(num_rays_per_chunk=1 << 12),
+        vis="viewer",
+    )
+
+
+shacira_instant_ngp = MethodSpecification(
+    config=_instant_ngp_trainer(
+        "shacira-instant-ngp", ShaciraInstantNGPModelConfig(eval_num_rays_per_chunk=8192), _SHACIRA_DECODER_LR
+    ),
+    description="Instant-NGP (nerfacc occupancy grid) with SHACIRA-compressed grids. CUDA only (nerfacc).",
+)
+vqad_instant_ngp = MethodSpecification(
+    config=_instant_ngp_trainer(
+        "vqad-instant-ngp", VqadInstantNGPModelConfig(eval_num_rays_per_chunk=8192), _VQAD_GRIDS_LR
+    ),
+    description="Instant-NGP (nerfacc occupancy grid) with VQAD-compressed grids. CUDA only (nerfacc).",
+)
+plain_instant_ngp = MethodSpecification(
+    config=_instant_ngp_trainer("plain-instant-ngp", PlainInstantNGPModelConfig(eval_num_rays_per_chunk=8192), 1e-2),
+    description="Uncompressed baseline: Instant-NGP with float grids on our tcnn layout. CUDA only (nerfacc).",
 )

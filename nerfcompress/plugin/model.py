@@ -1,13 +1,19 @@
 """nerfacto whose main-field and proposal-network grids are FeatureTables on the tcnn layout.
 
-One model class serves every method; the config subclass decides what a grid row holds
-(``build_table``): float rows for the uncompressed baseline, SHACIRA latents, VQAD indices.
+One model class serves every method; the config decides what a grid row holds (``build_table``,
+from a table-settings mixin: float rows for the uncompressed baseline, SHACIRA latents, VQAD
+indices). :class:`GridModel` (its settings: :mod:`nerfcompress.plugin.grid_settings`) holds what
+every grid model shares (nerfacto here, Instant-NGP in :mod:`nerfcompress.plugin.instant_ngp`):
+the tables, their schedules and optimizer groups, the rate (produced in the forward, so DDP sees
+it), the size of its export (:mod:`nerfcompress.plugin.file_layout`) and the interpolation
+backend (``grid_backend``).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Type
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
 import torch
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
@@ -15,16 +21,19 @@ from nerfstudio.engine.optimizers import Optimizers
 from nerfstudio.field_components.mlp import MLP
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.utils import writer
+from nerfstudio.utils.rich_utils import CONSOLE
 from nerfstudio.viewer.viewer_elements import ViewerText
 from torch import Tensor, nn
 
-from nerfcompress.grid import GridLayout, coarse_to_fine_levels
+from nerfcompress.errors import BitstreamError
+from nerfcompress.grid import coarse_to_fine_levels
+from nerfcompress.grid.backends import GridBackend, select_grid_backend
 from nerfcompress.plugin.compat import drop_unavailable_lpips, lazy_lpips_in_nerfacto
 from nerfcompress.plugin.encoding import GridEncoding
 from nerfcompress.plugin.file_layout import FileContext, file_size_bytes, model_file
-from nerfcompress.tables import FeatureTable, PlainTable, RoundingSchedule, ShaciraTable, VqadTable
-from nerfcompress.tables.decoders import DECODER_KINDS, DecoderKind
-from nerfcompress.tables.vqad import MAX_BITS
+from nerfcompress.plugin.grid_settings import GridModelSettings, grid_layout
+from nerfcompress.plugin.table_settings import PlainTableSettings, ShaciraTableSettings, VqadTableSettings
+from nerfcompress.tables import FeatureTable
 
 # nerfacto's HashMLPDensityField defaults, used where a proposal_net_args entry omits a key.
 _PROPOSAL_DEFAULTS = {
@@ -37,57 +46,14 @@ _PROPOSAL_DEFAULTS = {
 
 
 @dataclass
-class GridNerfactoModelConfig(NerfactoModelConfig):
-    """nerfacto on FeatureTable grids. Subclasses choose the table (``build_table``)."""
+class GridNerfactoModelConfig(GridModelSettings, NerfactoModelConfig):
+    """nerfacto on FeatureTable grids. The table-settings mixin chooses the table (``build_table``)."""
 
     _target: Type = field(default_factory=lambda: GridNerfactoModel)
     implementation: str = "torch"
     """MLP backend; torch keeps weights portable for export (tcnn pads its weight blobs)."""
-    size_log_interval: int = 100
-    """Steps between logging the size of the file an export would write (codes every grid once)."""
     proposal_log2_hashmap_size: Optional[int] = None
     """If set, replaces log2_hashmap_size of every proposal grid (handy for small CPU runs)."""
-    coarse_to_fine_min_levels: Optional[int] = None
-    """Coarse-to-fine training: each step keeps a random number of the main grid's levels in
-    [min, num_levels] and zeroes the finer ones, so that a prefix of the levels is a usable lower
-    level of detail (evaluation uses all). None = off."""
-    rate_follows_distortion: bool = True
-    """Count a proposal grid's rate only on the steps on which nerfacto's proposal sampler trains it
-    (with gradients), so that lambda weighs its rate against its distortion as for the main grid."""
-    coarse_to_fine_proposals: bool = False
-    """Coarse-to-fine also truncates the proposal grids to the drawn level count (capped at their own
-    levels), so that a prefix of the file cut at level k, which cuts every grid, is a trained model."""
-    active_levels: Optional[int] = None
-    """Evaluation renders only the coarsest N levels of every grid (finer levels output zeros; a
-    grid with fewer levels keeps all of its own). ns-compress import sets it when it decodes a file
-    prefix or --max-levels; training ignores it. None = all levels."""
-
-    def __post_init__(self) -> None:
-        if self.size_log_interval < 1:
-            raise ValueError(f"size_log_interval must be >= 1, got {self.size_log_interval}")
-        min_levels = self.coarse_to_fine_min_levels
-        if min_levels is not None and not 1 <= min_levels <= self.num_levels:
-            raise ValueError(
-                f"coarse_to_fine_min_levels must be None or in 1..num_levels={self.num_levels}, got {min_levels}"
-            )
-        for name, layout_args in self.grid_layout_args():
-            if not 4 <= layout_args["log2_hashmap_size"] <= 30:
-                raise ValueError(
-                    f"{name}: log2_hashmap_size must be in [4, 30] (hash table size 2**4 .. 2**30), "
-                    f"got {layout_args['log2_hashmap_size']}"
-                )
-            try:
-                grid_layout(layout_args)
-            except ValueError as err:
-                raise ValueError(f"{name}: {err}") from err
-        most_levels = max(args["num_levels"] for _, args in self.grid_layout_args())
-        levels = self.active_levels
-        if levels is not None and (
-            isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= most_levels
-        ):
-            raise ValueError(
-                f"active_levels must be None or an int in 1..{most_levels} (the most of any grid), got {levels!r}"
-            )
 
     def grid_layout_args(self) -> List[Tuple[str, dict]]:
         """(config name, layout arguments) of the main grid and each proposal grid."""
@@ -106,164 +72,48 @@ class GridNerfactoModelConfig(NerfactoModelConfig):
             out.append((f"proposal_net_args_list[{i}]", merged))
         return out
 
-    def build_table(self, layout: GridLayout) -> FeatureTable:
-        """The table that stores this grid's rows."""
-        raise NotImplementedError
 
-    def rate_loss_weight(self, step: Optional[int] = None) -> float:
-        """lambda of the rate loss at ``step`` (None: its final value); 0 for tables without a learned rate."""
-        return 0.0
+@dataclass
+class PlainNerfactoModelConfig(PlainTableSettings, GridNerfactoModelConfig):
+    """Uncompressed baseline on nerfacto: float rows on the same layout as the compressed methods."""
 
 
-def grid_layout(args: dict) -> GridLayout:
-    """3D tcnn layout from nerfacto-style arguments (base_res, max_res, num_levels, ...)."""
-    return GridLayout.from_resolution_range(
-        num_dims=3,
-        num_levels=args["num_levels"],
-        min_resolution=args["base_res"],
-        max_resolution=args["max_res"],
-        log2_hashmap_size=args["log2_hashmap_size"],
-        features_per_level=args["features_per_level"],
+@dataclass
+class ShaciraNerfactoModelConfig(ShaciraTableSettings, GridNerfactoModelConfig):
+    """SHACIRA on nerfacto: integer latents, a shared linear decoder and a learned rate term."""
+
+
+@dataclass
+class VqadNerfactoModelConfig(VqadTableSettings, GridNerfactoModelConfig):
+    """VQAD on nerfacto: a b-bit codebook index per grid row and one learned codebook per level."""
+
+
+def grid_mlp_base(encoding: GridEncoding, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """A field's ``mlp_base`` on our grid: the encoding, then NerfactoField's base MLP (2 layers,
+    torch, so the weights export portably)."""
+    return nn.Sequential(
+        encoding,
+        MLP(
+            in_dim=encoding.get_out_dim(),
+            num_layers=2,  # NerfactoField's default
+            layer_width=hidden_dim,
+            out_dim=out_dim,
+            activation=nn.ReLU(),
+            out_activation=None,
+            implementation="torch",
+        ),
     )
 
 
-@dataclass
-class PlainNerfactoModelConfig(GridNerfactoModelConfig):
-    """Uncompressed baseline: float rows on the same layout as the compressed methods."""
+class GridModel:
+    """What every model on FeatureTable grids adds to its nerfstudio model (a mixin placed before
+    the nerfstudio class, e.g. ``GridNerfactoModel(GridModel, NerfactoModel)``).
 
-    def build_table(self, layout: GridLayout) -> FeatureTable:
-        return PlainTable(layout.num_rows, layout.features_per_level, level_rows=layout.level_rows)
+    Subclasses build their grids in ``populate_modules``, then call :meth:`finish_grids`, and
+    implement :meth:`grid_encodings`.
+    """
 
-
-@dataclass
-class ShaciraNerfactoModelConfig(GridNerfactoModelConfig):
-    """SHACIRA: integer latents, a shared linear decoder and a learned rate term."""
-
-    latent_dim: int = 2
-    """Latents per grid row (D); the decoder maps D -> features_per_level."""
-    rate_weight: float = 1e-3
-    """lambda: weight of the rate loss, in units of bits per grid row."""
-    temperature_start: float = 1.0
-    """Soft-rounding temperature at anneal_start_step."""
-    temperature_end: float = 0.05
-    """Soft-rounding temperature at anneal_end_step, after which rounding is hard (straight-through)."""
-    anneal_start_step: int = 0
-    """Step at which the temperature starts to decay."""
-    anneal_end_step: int = 24000
-    """Step at which soft rounding ends and hard rounding with a straight-through estimator begins."""
-    latent_init_scale: float = 0.5
-    """Latents start uniform in [-s, s]."""
-    decoder: DecoderKind = "per-level"
-    """per-level: a diagonal scale and shift per level (latent_dim must equal features_per_level), which
-    cannot lose rank; shared: one linear latent_dim -> features map for every level (the paper's), which
-    Adam drove to rank 1 at the demo budget (BENCHMARKS.md)."""
-    decoder_init_scale: float = 0.05
-    """The shared decoder's weights start uniform in [-s, s]; the per-level decoder's scales start at s."""
-    rate_row_stride: int = 1
-    """k: the training rate is an unbiased estimate from every k-th grid row (random offset), at 1/k of the cost."""
-    rounded_rate: bool = True
-    """In the hard-rounding phase, the training rate is that of the rounded latents (straight-through), the
-    values the file stores, instead of the noisy latents the soft-rounding phase uses."""
-    rate_weight_warmup_steps: int = 0
-    """lambda grows linearly from 0 to rate_weight over these first steps (0: the full weight from the start)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 1 <= self.latent_dim <= 8:
-            raise ValueError(f"latent_dim must be in [1, 8], got {self.latent_dim}")
-        if not self.rate_weight >= 0:
-            raise ValueError(f"rate_weight (lambda) must be >= 0, got {self.rate_weight}")
-        if not self.latent_init_scale >= 0:
-            raise ValueError(f"latent_init_scale must be >= 0, got {self.latent_init_scale}")
-        if not 1 <= self.rate_row_stride <= 64:
-            raise ValueError(f"rate_row_stride must be in [1, 64], got {self.rate_row_stride}")
-        if self.rate_weight_warmup_steps < 0:
-            raise ValueError(f"rate_weight_warmup_steps must be >= 0, got {self.rate_weight_warmup_steps}")
-        if self.decoder not in DECODER_KINDS:
-            raise ValueError(f"decoder must be one of {', '.join(DECODER_KINDS)}, got {self.decoder!r}")
-        if self.decoder == "per-level" and self.latent_dim != self.features_per_level:
-            raise ValueError(
-                f"decoder 'per-level' needs latent_dim == features_per_level ({self.features_per_level}), "
-                f"got latent_dim {self.latent_dim}; for other latent dims set --pipeline.model.decoder shared"
-            )
-        self.rounding_schedule()  # validates the temperature schedule
-
-    def rounding_schedule(self) -> RoundingSchedule:
-        return RoundingSchedule(
-            temperature_start=self.temperature_start,
-            temperature_end=self.temperature_end,
-            anneal_start_step=self.anneal_start_step,
-            anneal_end_step=self.anneal_end_step,
-        )
-
-    def build_table(self, layout: GridLayout) -> FeatureTable:
-        return ShaciraTable(
-            layout.num_rows,
-            layout.features_per_level,
-            latent_dim=self.latent_dim,
-            latent_init_scale=self.latent_init_scale,
-            decoder=self.decoder,
-            decoder_init_scale=self.decoder_init_scale,
-            schedule=self.rounding_schedule(),
-            level_rows=layout.level_rows,
-            rate_row_stride=self.rate_row_stride,
-            rounded_rate=self.rounded_rate,
-        )
-
-    def rate_loss_weight(self, step: Optional[int] = None) -> float:
-        """lambda, ramped linearly from 0 over the first ``rate_weight_warmup_steps`` steps."""
-        if step is None or self.rate_weight_warmup_steps == 0:
-            return self.rate_weight
-        return self.rate_weight * min(1.0, step / self.rate_weight_warmup_steps)
-
-
-@dataclass
-class VqadNerfactoModelConfig(GridNerfactoModelConfig):
-    """VQAD: a b-bit codebook index per grid row and one learned codebook per level."""
-
-    bits: int = 4
-    """Index width b (1..8); each level's codebook has 2**b entries of features_per_level floats."""
-    codebook_init_scale: float = 0.01
-    """Codebook entries start normal with this standard deviation (the reference's feature_std)."""
-    logit_init_scale: float = 0.01
-    """Soft-index logits start normal with this standard deviation (the reference's feature_std)."""
-    fixed_indices: bool = False
-    """Keep only the uint8 indices, not the logits (2**bits x smaller, indices frozen); ns-compress import sets it."""
-    rate_weight: float = 0.0
-    """lambda of an index-entropy rate loss, in bits per grid row (entropy-constrained VQ: rows move to their
-    level's popular codes, so the range-coded indices shrink); 0: the paper's VQAD, no rate term."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= MAX_BITS:
-            raise ValueError(f"bits must be an int in 1..{MAX_BITS} (codebook size 2..256), got {self.bits!r}")
-        if not self.codebook_init_scale >= 0:
-            raise ValueError(f"codebook_init_scale must be >= 0, got {self.codebook_init_scale}")
-        if not self.logit_init_scale >= 0:
-            raise ValueError(f"logit_init_scale must be >= 0, got {self.logit_init_scale}")
-        if not isinstance(self.fixed_indices, bool):
-            raise ValueError(f"fixed_indices must be a bool, got {self.fixed_indices!r}")
-        if not self.rate_weight >= 0:
-            raise ValueError(f"rate_weight (lambda) must be >= 0, got {self.rate_weight}")
-
-    def build_table(self, layout: GridLayout) -> FeatureTable:
-        return VqadTable(
-            layout.level_rows,
-            layout.features_per_level,
-            bits=self.bits,
-            codebook_init_scale=self.codebook_init_scale,
-            logit_init_scale=self.logit_init_scale,
-            fixed_indices=self.fixed_indices,
-        )
-
-    def rate_loss_weight(self, step: Optional[int] = None) -> float:
-        return self.rate_weight
-
-
-class GridNerfactoModel(NerfactoModel):
-    """nerfacto with every hash grid replaced by a :class:`GridEncoding` over a FeatureTable."""
-
-    config: GridNerfactoModelConfig
+    config: GridModelSettings
     file_context: Optional[FileContext] = None
     """What the file holds besides the model (method, dataparser, cameras); set by the pipeline
     (:class:`~nerfcompress.plugin.pipeline.GridPipeline`) or, in training, by the callbacks."""
@@ -272,35 +122,26 @@ class GridNerfactoModel(NerfactoModel):
     loaded checkpoint's; a file of the model records it."""
     _size_cache: Optional[Tuple[int, Dict[str, int]]] = None  # (step, estimated_size_bytes())
 
-    def populate_modules(self) -> None:
-        with lazy_lpips_in_nerfacto():
-            super().populate_modules()
-        args = self.config.grid_layout_args()
-        main_encoding = GridEncoding(grid_layout(args[0][1]), self.config.build_table(grid_layout(args[0][1])))
-        self.field.mlp_base = nn.Sequential(
-            main_encoding,
-            MLP(
-                in_dim=main_encoding.get_out_dim(),
-                num_layers=2,  # NerfactoField's default
-                layer_width=self.config.hidden_dim,
-                out_dim=1 + self.field.geo_feat_dim,
-                activation=nn.ReLU(),
-                out_activation=None,
-                implementation="torch",
-            ),
-        )
-        for network, (_, layout_args) in zip(self.proposal_networks, args[1:], strict=True):
-            layout = grid_layout(layout_args)
-            network.encoding = GridEncoding(layout, self.config.build_table(layout))
-            if not network.use_linear:
-                network.mlp_base = nn.Sequential(network.encoding, network.mlp_base[1])
+    def grid_encodings(self) -> List[GridEncoding]:
+        """Every grid, the main field's first."""
+        raise NotImplementedError
+
+    def finish_grids(self) -> None:
+        """Adds the viewer's size estimate and selects the interpolation backend (logged once).
+
+        Raises:
+            GridBackendUnavailable: ``grid_backend`` names a backend this machine cannot run.
+        """
         self.viewer_estimated_size = ViewerText(
             "Size of an export (MB)", default_value="not measured yet", disabled=True
         )
-
-    def grid_encodings(self) -> List[GridEncoding]:
-        """Main-field grid first, then the proposal grids."""
-        return [self.field.mlp_base[0], *(net.encoding for net in self.proposal_networks)]
+        device = self.kwargs.get("device") or "cpu"
+        self.grid_backend: GridBackend = select_grid_backend(
+            self.config.grid_backend, device, [e.layout for e in self.grid_encodings()]
+        )
+        for encoding in self.grid_encodings():
+            encoding.interpolate = self.grid_backend.interpolate
+        CONSOLE.log(f"nerfcompress grid backend: {self.grid_backend.name} ({self.grid_backend.reason})")
 
     def tables(self) -> List[FeatureTable]:
         return [encoding.table for encoding in self.grid_encodings()]
@@ -323,7 +164,8 @@ class GridNerfactoModel(NerfactoModel):
                 entry = [{"params": params, "table": index}] if name in scaled else params
                 table_groups.setdefault(name, []).extend(entry)
         for name in ("proposal_networks", "fields"):
-            groups[name] = [p for p in groups[name] if id(p) not in table_param_ids]
+            if name in groups:
+                groups[name] = [p for p in groups[name] if id(p) not in table_param_ids]
         groups.update(table_groups)
         return groups
 
@@ -447,6 +289,59 @@ class GridNerfactoModel(NerfactoModel):
         rates = [encoding.table.rate_bits() for encoding in self.rate_encodings()]
         return torch.stack(rates).sum() if rates else self.device_indicator_param.new_zeros(())
 
+    def get_outputs(self, ray_bundle) -> Dict[str, Tensor]:
+        """The nerfstudio model's outputs, plus ``rate_bits`` in training when the rate is learned.
+
+        The rate is produced here, inside the forward, so that under DDP
+        (``find_unused_parameters``) the priors' parameters are part of the forward's graph;
+        computed only in the loss they would be marked ready twice (nerfstudio issue #2089).
+        """
+        outputs = super().get_outputs(ray_bundle)
+        if self.training and self.config.rate_loss_weight() > 0:
+            outputs["rate_bits"] = self.rate_bits()
+        return outputs
+
+    def derived_parameters(self) -> List[nn.Parameter]:
+        """Parameters rebuilt from the configuration and scene box, never stored (none here)."""
+        return []
+
+    def network_parameters(self) -> "OrderedDict[str, nn.Parameter]":
+        """Parameters that rendering needs besides the grids: MLPs, proposal MLPs, everything
+        except tables, the camera optimizer, derived parameters and the appearance embedding
+        (stored as its average)."""
+        skipped = {id(p) for table in self.tables() for p in table.parameters()}
+        skipped |= {id(p) for p in self.derived_parameters()}
+        camera_optimizer = getattr(self, "camera_optimizer", None)
+        if camera_optimizer is not None:
+            skipped |= {id(p) for p in camera_optimizer.parameters()}
+        embedding = getattr(self.field, "embedding_appearance", None)
+        if embedding is not None:
+            skipped |= {id(p) for p in embedding.parameters()}
+        return OrderedDict((name, p) for name, p in self.named_parameters() if id(p) not in skipped)
+
+    def extra_sections(self) -> Tuple[Dict[str, Any], List[Tuple[str, bytes]]]:
+        """Header entries and file sections that rendering needs besides the networks and grids
+        (Instant-NGP: its occupancy grid), each entry keyed by its section's name, in section
+        order (the header's ``"extras"``); none here."""
+        return {}, []
+
+    def load_extra_sections(self, extras: Mapping[str, Any], sections: Mapping[str, bytes]) -> None:
+        """Restores what :meth:`extra_sections` wrote, from an untrusted file: here, there must be none.
+
+        Args:
+            extras: the header's ``"extras"``, its form checked
+                (:func:`~nerfcompress.plugin.file_layout.check_extras`).
+            sections: the file's sections.
+
+        Raises:
+            BitstreamError: the entries or sections are missing, unexpected or malformed.
+        """
+        if extras:
+            raise BitstreamError(
+                f"header has extra entries {sorted(extras)[:4]} but a {type(self).__name__} stores none; the file is "
+                "corrupt or from another version"
+            )
+
     def num_grid_rows(self) -> int:
         return sum(table.num_rows for table in self.tables())
 
@@ -456,22 +351,22 @@ class GridNerfactoModel(NerfactoModel):
 
         The same layout as the exporter's (:func:`~nerfcompress.plugin.file_layout.model_file`,
         every grid really coded), counted without writing the file: ``grids`` (every grid
-        section), ``networks``, ``metadata`` (header and cameras) and ``total``, framing
-        included. Exact for an export of the checkpoint at ``step`` with the default codings
-        (post-hoc codings aside). Costs one encode of every grid: 0.3 s for nerfacto's default
-        grids on this CPU (BENCHMARKS.md).
+        section), ``networks``, ``metadata`` (header, :meth:`extra_sections` and cameras) and
+        ``total``, framing included. Exact for an export of the checkpoint at ``step`` with the
+        default codings (post-hoc codings aside). Costs one encode of every grid: 0.3 s for
+        nerfacto's default grids on this CPU (BENCHMARKS.md).
 
         Args:
             step: the step the header records (None: :attr:`step`).
 
         Raises:
             RuntimeError: if the model has no :attr:`file_context` (it was not built by a
-                GridPipeline, nor trained).
+                grid pipeline, nor trained).
         """
         if self.file_context is None:
             raise RuntimeError(
                 "the model does not know its run's cameras and dataparser: build it with GridPipelineConfig "
-                "(every registered nerfcompress method does) or train it"
+                "or GridDynamicBatchPipelineConfig (every registered nerfcompress method does) or train it"
             )
         header, sections = model_file(self, self.file_context, self.step if step is None else step)
         return file_size_bytes(header, sections)
@@ -489,8 +384,8 @@ class GridNerfactoModel(NerfactoModel):
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         metrics_dict = super().get_metrics_dict(outputs, batch)
-        if self.training and self.config.rate_loss_weight() > 0:
-            rate_bits = self.rate_bits()
+        if "rate_bits" in outputs:
+            rate_bits = outputs["rate_bits"]
             metrics_dict["rate_bits"] = rate_bits
             rows = sum(encoding.table.num_rows for encoding in self.rate_encodings())
             metrics_dict["bits_per_grid_row"] = rate_bits.detach() / rows
@@ -525,3 +420,26 @@ class GridNerfactoModel(NerfactoModel):
         if cached is None or cached[0] != self.step:
             cached = self._size_cache = (self.step, self.estimated_size_bytes())
         return cached[1]
+
+
+class GridNerfactoModel(GridModel, NerfactoModel):
+    """nerfacto with every hash grid replaced by a :class:`GridEncoding` over a FeatureTable."""
+
+    config: GridNerfactoModelConfig
+
+    def populate_modules(self) -> None:
+        with lazy_lpips_in_nerfacto():
+            super().populate_modules()
+        args = self.config.grid_layout_args()
+        main_encoding = GridEncoding(grid_layout(args[0][1]), self.config.build_table(grid_layout(args[0][1])))
+        self.field.mlp_base = grid_mlp_base(main_encoding, self.config.hidden_dim, 1 + self.field.geo_feat_dim)
+        for network, (_, layout_args) in zip(self.proposal_networks, args[1:], strict=True):
+            layout = grid_layout(layout_args)
+            network.encoding = GridEncoding(layout, self.config.build_table(layout))
+            if not network.use_linear:
+                network.mlp_base = nn.Sequential(network.encoding, network.mlp_base[1])
+        self.finish_grids()
+
+    def grid_encodings(self) -> List[GridEncoding]:
+        """Main-field grid first, then the proposal grids."""
+        return [self.field.mlp_base[0], *(net.encoding for net in self.proposal_networks)]

@@ -1,7 +1,8 @@
 """The model settings a file may carry: an allow-list of fields, types and ranges, checked before anything is built.
 
-A file stores only what rebuilding and rendering the model needs (:data:`COMMON_SETTINGS` plus
-the method's own, :func:`settings_for`); training-only fields (loss weights, schedules, rate
+A file stores only what rebuilding and rendering the model needs (:data:`METHOD_SETTINGS`, by
+model config class: the model's settings, :data:`NERFACTO_SETTINGS` or :data:`INSTANT_NGP_SETTINGS`,
+plus its table kind's, :data:`TABLE_SETTINGS`); training-only fields (loss weights, schedules, rate
 weights) keep the registered method's defaults on import. Every stored value is checked against
 its type and range here, and the sizes the settings imply against documented caps, before
 nerfstudio builds anything: a hostile header (``hidden_dim_color = 200000``, a 1.6e9-row grid)
@@ -13,7 +14,9 @@ Caps (what a file may make an import allocate, at most):
   ``features_per_level <= 8``; all grids together at most :data:`MAX_GRID_ROWS` rows (2.9x
   nerfacto-big's 23.4M), checked by the importer on the layouts the settings give;
 * MLP widths and the appearance embedding ``<= 1024``, at most 4 proposal networks;
-* rendering: ``eval_num_rays_per_chunk * (samples per ray, all passes) <= 2**26``.
+* rendering: ``eval_num_rays_per_chunk * (samples per ray, all passes) <= 2**26`` (nerfacto);
+* Instant-NGP's occupancy grid: ``grid_levels * grid_resolution**3 <= 2**25`` cells (4x the
+  default), :data:`MAX_OCCUPANCY_CELLS`.
 
 The appearance embedding's rows are the stored cameras, whose section holds a fixed number of
 bytes per camera (:mod:`nerfcompress.bitstream.cameras`).
@@ -33,6 +36,9 @@ MAX_GRID_ROWS = 1 << 26
 
 MAX_RENDER_SAMPLES = 1 << 26
 """Most samples one rendering chunk may hold (rays per chunk times samples per ray, all passes)."""
+
+MAX_OCCUPANCY_CELLS = 1 << 25
+"""Most cells an Instant-NGP occupancy grid may have (levels times resolution cubed)."""
 
 
 @dataclass(frozen=True)
@@ -138,13 +144,20 @@ _GRID = {
 }
 _PROPOSAL_NETWORK = Record({**_GRID, "hidden_dim": _WIDTH, "num_layers": Int(1, 8), "use_linear": Bool()})
 
-COMMON_SETTINGS: Dict[str, Any] = {
-    **_GRID,
-    "hidden_dim": _WIDTH,
-    "hidden_dim_color": _WIDTH,
+_RENDERED = {
     "near_plane": Float(0.0, 1e6),
     "far_plane": Float(0.0, 1e6),
     "background_color": OneOf(("random", "last_sample", "black", "white")),
+    "disable_scene_contraction": Bool(),
+    "eval_num_rays_per_chunk": Int(1, 1 << 16),
+    "active_levels": Maybe(Int(1, 32)),
+}
+
+NERFACTO_SETTINGS: Dict[str, Any] = {
+    **_GRID,
+    **_RENDERED,
+    "hidden_dim": _WIDTH,
+    "hidden_dim_color": _WIDTH,
     "num_nerf_samples_per_ray": Int(1, 4096),
     "num_proposal_samples_per_ray": ListOf(Int(1, 4096), 1, 4, as_tuple=True),
     "num_proposal_iterations": Int(1, 4),
@@ -156,22 +169,44 @@ COMMON_SETTINGS: Dict[str, Any] = {
     "use_average_appearance_embedding": Bool(),
     "appearance_embed_dim": Int(0, 1024),
     "predict_normals": Bool(),
-    "disable_scene_contraction": Bool(),
     "average_init_density": Float(1e-6, 1e6),
     "implementation": OneOf(("torch", "tcnn")),
-    "eval_num_rays_per_chunk": Int(1, 1 << 16),
-    "active_levels": Maybe(Int(1, 32)),
 }
-"""What every GridNerfactoModel file stores: the grids' layouts, the networks' shapes and what
-rendering reads (planes, samples, background, density scale, the levels an export of a lower
-level of detail renders)."""
+"""What every nerfacto file stores: the grids' layouts, the networks' shapes and what rendering
+reads (planes, samples, background, density scale, the levels an export of a lower level of
+detail renders)."""
+
+INSTANT_NGP_SETTINGS: Dict[str, Any] = {
+    **_GRID,
+    **_RENDERED,
+    "hidden_dim": _WIDTH,
+    "use_appearance_embedding": Bool(),
+    "grid_resolution": Int(1, 512),
+    "grid_levels": Int(1, 8),
+    "alpha_thre": Float(0.0, 1.0),
+    "cone_angle": Float(0.0, 1.0),
+    "render_step_size": Maybe(Float(1e-6, 1e3)),
+}
+"""What every Instant-NGP file stores: the grid's layout, the networks' shapes (the appearance
+setting decides the embedding's width), the occupancy grid's shape (its cells are a section of
+their own) and what the ray marching reads."""
+
+TABLE_SETTINGS: Dict[str, Dict[str, Any]] = {
+    "ShaciraTableSettings": {"latent_dim": Int(1, 8), "decoder": OneOf(("shared", "per-level"))},
+    "VqadTableSettings": {"bits": Int(1, 8)},
+    "PlainTableSettings": {},
+}
+"""Settings a table kind adds, by table-settings mixin (:mod:`nerfcompress.plugin.table_settings`)."""
 
 METHOD_SETTINGS: Dict[str, Dict[str, Any]] = {
-    "ShaciraNerfactoModelConfig": {"latent_dim": Int(1, 8), "decoder": OneOf(("shared", "per-level"))},
-    "VqadNerfactoModelConfig": {"bits": Int(1, 8)},
-    "PlainNerfactoModelConfig": {},
+    "ShaciraNerfactoModelConfig": {**NERFACTO_SETTINGS, **TABLE_SETTINGS["ShaciraTableSettings"]},
+    "VqadNerfactoModelConfig": {**NERFACTO_SETTINGS, **TABLE_SETTINGS["VqadTableSettings"]},
+    "PlainNerfactoModelConfig": {**NERFACTO_SETTINGS, **TABLE_SETTINGS["PlainTableSettings"]},
+    "ShaciraInstantNGPModelConfig": {**INSTANT_NGP_SETTINGS, **TABLE_SETTINGS["ShaciraTableSettings"]},
+    "VqadInstantNGPModelConfig": {**INSTANT_NGP_SETTINGS, **TABLE_SETTINGS["VqadTableSettings"]},
+    "PlainInstantNGPModelConfig": {**INSTANT_NGP_SETTINGS, **TABLE_SETTINGS["PlainTableSettings"]},
 }
-"""Settings a table kind adds, by model config class name."""
+"""What a file stores, by model config class name (exact: a subclass is not known)."""
 
 
 def settings_for(config: Any) -> Dict[str, Any]:
@@ -183,7 +218,7 @@ def settings_for(config: Any) -> Dict[str, Any]:
     name = type(config).__name__
     if name not in METHOD_SETTINGS:
         raise BitstreamError(f"model config {name} has no stored settings (known: {sorted(METHOD_SETTINGS)})")
-    return {**COMMON_SETTINGS, **METHOD_SETTINGS[name]}
+    return dict(METHOD_SETTINGS[name])
 
 
 def stored_settings(config: Any) -> Dict[str, Any]:
@@ -224,9 +259,23 @@ def apply_settings(config: Any, stored: Any) -> None:
 
 
 def _check_together(values: Mapping[str, Any]) -> None:
-    """Constraints between settings, and the rendering cap."""
+    """Constraints between settings, and the rendering and occupancy caps."""
     if values["near_plane"] >= values["far_plane"]:
         _refuse("model.far_plane", values["far_plane"], f"a number above near_plane={values['near_plane']:g}")
+    if "num_proposal_iterations" in values:
+        _check_proposals(values)
+    if "grid_resolution" in values:
+        cells = values["grid_levels"] * values["grid_resolution"] ** 3
+        if cells > MAX_OCCUPANCY_CELLS:
+            _refuse(
+                "model.grid_resolution",
+                values["grid_resolution"],
+                f"at most {MAX_OCCUPANCY_CELLS} occupancy cells over {values['grid_levels']} levels (found {cells})",
+            )
+
+
+def _check_proposals(values: Mapping[str, Any]) -> None:
+    """nerfacto's proposal settings agree with each other and a chunk's samples stay under the cap."""
     if len(values["num_proposal_samples_per_ray"]) != values["num_proposal_iterations"]:
         _refuse(
             "model.num_proposal_samples_per_ray",

@@ -36,7 +36,7 @@ from nerfcompress.bitstream.level_stream import DEFAULT_MAX_BYTES, LevelArrival,
 from nerfcompress.bitstream.model_codec import decode_tables
 from nerfcompress.errors import BitstreamError
 from nerfcompress.plugin.import_model import decode_pipeline, rebuild_config, stored_cameras
-from nerfcompress.plugin.model import GridNerfactoModel
+from nerfcompress.plugin.model import GridModel
 from nerfcompress.plugin.stored_cameras import write_stored_cameras
 from nerfcompress.tables import FeatureTable
 
@@ -206,7 +206,7 @@ class ProgressiveModel:
     def _swap_in(self, arrival: LevelArrival, levels: int) -> None:
         """Decodes ``levels`` levels of ``arrival`` into fresh tables, then swaps them in under the lock."""
         model = self.pipeline.model
-        assert isinstance(model, GridNerfactoModel)
+        assert isinstance(model, GridModel)
         encodings = model.grid_encodings()
         with torch.no_grad():
             tables: List[FeatureTable] = [model.config.build_table(e.layout).eval() for e in encodings]

@@ -7,6 +7,7 @@ factorised density per latent channel gives a differentiable rate that the loss 
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -14,14 +15,20 @@ import torch
 from torch import Tensor, nn
 
 from nerfcompress.entropy.coder import ChannelTables, build_tables, empirical_pmf
-from nerfcompress.entropy.factorized import FactorizedPrior
+from nerfcompress.entropy.factorized import FactorizedPrior, knot_span_bound
 from nerfcompress.tables.base import FeatureTable
 from nerfcompress.tables.decoders import DecoderKind, build_decoder
+from nerfcompress.tables.host_values import LaggedHostCopy, host_randint
 from nerfcompress.tables.rounding import RoundingSchedule, hard_round_ste, soft_round_gumbel
 from nerfcompress.tables.symbols import CodingTablesPart, FloatPart, RangePart, SymbolLayout, TableSymbols
 
 MIN_DECODER_NORM = 1e-4
 """Floor of the decoder norm in :meth:`ShaciraTable.learning_rate_scales` (no division by 0)."""
+
+RATE_WINDOW_MARGIN = 4.0
+"""Latent units the training rate's knot window extends past the latents' range as last read on
+the host (one step late on CUDA, :class:`~nerfcompress.tables.host_values.LaggedHostCopy`). A latent
+moves by about its learning rate per Adam step (under 0.2 at the defaults)."""
 
 
 class ShaciraTable(FeatureTable):
@@ -86,19 +93,68 @@ class ShaciraTable(FeatureTable):
         self.prior = FactorizedPrior(latent_dim, filters=tuple(prior_filters))
         self.register_buffer("temperature", torch.tensor(self.schedule.temperature(0)))  # soft-rounding tau
         self.register_buffer("hard_rounding", torch.tensor(self.schedule.hard_rounding(0)))  # straight-through phase
+        # Host mirrors of what the training step needs as Python values (reading a CUDA tensor
+        # on the host waits for the GPU): the buffers' values, and statistics of the parameters
+        # read by set_step (at once on CPU, a step late on CUDA).
+        self._temperature = float(np.float32(self.schedule.temperature(0)))  # the float32 buffer's value
+        self._hard_rounding = self.schedule.hard_rounding(0)
+        self._observations = LaggedHostCopy()
+        self._decoder_norm_seen = 0.0  # decoder_norm() as last read
+        self._rate_knot_span = 0  # knot window of the training rate (FactorizedPrior.rate_bits)
+        self._rate_window_warned = False
+        self._observe(self._observations.read(self._statistics()))
         self._uniform: Optional[Tensor] = None  # the current training noise draw [rows, D]
         self._uniform_users: Set[str] = set()  # who has used it
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._mirror_loaded_state())
 
     def set_step(self, step: int) -> None:
-        """Sets the training-time quantiser from the schedule at ``step``."""
-        self.temperature.fill_(self.schedule.temperature(step))
-        self.hard_rounding.fill_(self.schedule.hard_rounding(step))
+        """Sets the training-time quantiser from the schedule at ``step`` and refreshes the host
+        copies of the decoder norm and the latents' range (without waiting for the GPU)."""
+        self._temperature = float(np.float32(self.schedule.temperature(step)))  # the float32 buffer's value
+        self._hard_rounding = self.schedule.hard_rounding(step)
+        self.temperature.fill_(self._temperature)
+        self.hard_rounding.fill_(self._hard_rounding)
+        self._observe(self._observations.read(self._statistics()), lagged=self.latents.is_cuda)
+
+    @torch.no_grad()
+    def _statistics(self) -> Tensor:
+        """``[smallest latent, largest latent, decoder norm]`` on the parameters' device."""
+        smallest, largest = torch.aminmax(self.latents.detach())
+        return torch.stack([smallest, largest, self.decoder.lattice_norm()])
+
+    def _observe(self, statistics: Optional[List[float]], lagged: bool = False) -> None:
+        """Updates the host copies from ``_statistics()`` as read on the host (None: nothing new).
+
+        ``lagged``: the statistics are a step old, so the knot window in use during that step
+        was computed before it; if they did not fit in it, warn (once)."""
+        if statistics is None:
+            return
+        smallest, largest, norm = statistics
+        needed = knot_span_bound(smallest, largest)
+        if lagged and needed > self._rate_knot_span and not self._rate_window_warned:
+            self._rate_window_warned = True
+            warnings.warn(
+                f"SHACIRA latents spread over {largest - smallest:.1f} units, beyond the training rate's knot window "
+                f"({self._rate_knot_span} units, read a step late): the rate of the values past it was "
+                "extrapolated for a step; the window follows the latents from now on",
+                stacklevel=3,
+            )
+        self._decoder_norm_seen = norm
+        self._rate_knot_span = knot_span_bound(smallest, largest, RATE_WINDOW_MARGIN)
+
+    def _mirror_loaded_state(self) -> None:
+        """After ``load_state_dict``: the mirrors from the loaded buffers and parameters."""
+        self._temperature = float(self.temperature)
+        self._hard_rounding = bool(self.hard_rounding)
+        self._observe(self._statistics().double().cpu().tolist())
 
     def training_state(self) -> Dict[str, float]:
+        """The rounding phase and the decoder norm as of the last :meth:`set_step` (host values:
+        logging them never waits for the GPU)."""
         return {
-            "shacira_temperature": float(self.temperature),
-            "shacira_hard_rounding": float(self.hard_rounding),
-            "shacira_decoder_norm": self.decoder_norm(),
+            "shacira_temperature": self._temperature,
+            "shacira_hard_rounding": float(self._hard_rounding),
+            "shacira_decoder_norm": self._decoder_norm_seen,
         }
 
     def decoder_norm(self) -> float:
@@ -112,9 +168,9 @@ class ShaciraTable(FeatureTable):
         straight-through phase, annealed soft rounding before that."""
         if not self.training:
             return torch.round(self.latents)
-        if bool(self.hard_rounding):
+        if self._hard_rounding:
             return hard_round_ste(self.latents)
-        return soft_round_gumbel(self.latents, float(self.temperature), self._training_uniform("rounding"))
+        return soft_round_gumbel(self.latents, self._temperature, self._training_uniform("rounding"))
 
     def _training_uniform(self, user: str) -> Tensor:
         """A U(0, 1) draw ``[rows, D]`` that the soft rounding and the rate of one step share.
@@ -150,16 +206,17 @@ class ShaciraTable(FeatureTable):
         with ``rounded_rate``, of the rounded latents with a straight-through gradient, the values
         the file stores and the decoder sees.
 
-        In training, an unbiased estimate from every ``rate_row_stride``-th row (random offset).
-        The gradient reaches both the latents and the prior."""
+        In training, an unbiased estimate from every ``rate_row_stride``-th row (random offset),
+        over the knot window set by :meth:`set_step` (no host sync). The gradient reaches both the
+        latents and the prior."""
         if not self.training:
             return self.prior.rate_bits(self.latents)
-        stride = self.rate_row_stride
-        start = int(torch.randint(stride, ())) if stride > 1 else 0  # each row sampled with probability 1/k
-        if self.rounded_rate and bool(self.hard_rounding):
-            return stride * self.prior.code_length_bits(hard_round_ste(self.latents[start::stride]))
+        stride, span = self.rate_row_stride, self._rate_knot_span
+        start = host_randint(stride) if stride > 1 else 0  # every row is in the sample with probability 1/k
+        if self.rounded_rate and self._hard_rounding:
+            return stride * self.prior.code_length_bits(hard_round_ste(self.latents[start::stride]), knot_span=span)
         uniform = self._training_uniform("rate")
-        return stride * self.prior.rate_bits(self.latents[start::stride], uniform[start::stride])
+        return stride * self.prior.rate_bits(self.latents[start::stride], uniform[start::stride], knot_span=span)
 
     def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
         return {
@@ -177,8 +234,11 @@ class ShaciraTable(FeatureTable):
         learn as fast as a float grid's at the same rate while the decoder sets the lattice.
         Without it the latents start 17 times slower than float rows (norm 0.058 at the default
         initialisation); the decoder grew instead (norm 1.2 after 800 demo steps) and 93 % of the
-        main grid's latents stayed at 0 (measured, seed 45, BENCHMARKS.md)."""
-        return {"latents": 1.0 / max(self.decoder_norm(), MIN_DECODER_NORM)}
+        main grid's latents stayed at 0 (measured, seed 45, BENCHMARKS.md).
+
+        The norm is the one :meth:`set_step` last read (of this step on CPU, of the previous
+        step on CUDA, where reading it at once would wait for the GPU)."""
+        return {"latents": 1.0 / max(self._decoder_norm_seen, MIN_DECODER_NORM)}
 
     @staticmethod
     def coding_tables(latents: np.ndarray) -> ChannelTables:

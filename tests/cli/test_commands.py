@@ -164,7 +164,7 @@ def test_export_help_offers_the_posthoc_baselines(capsys, monkeypatch):
         tyro.cli(Export, args=["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "--posthoc {none,fp32,fp16,uniform8,uniform7,uniform6,uniform5,uniform4,uniform3,uniform2}" in out
-    assert "plain-nerfacto, plain-nerfacto-big" in out and "true uncompressed size" in out
+    assert "plain-nerfacto, plain-nerfacto-big, plain-instant-ngp" in out and "true uncompressed size" in out
 
 
 @pytest.mark.parametrize("method", ["shacira-nerfacto", "vqad-nerfacto"])
@@ -179,7 +179,8 @@ def test_export_posthoc_of_a_compressed_method_is_one_line(method, tmp_path, cap
     _fails_with(
         Export(load_config=path, output=tmp_path / "x.ncmp", posthoc="uniform8"),
         capsys,
-        f"--posthoc uniform8 applies to uncompressed runs only (methods plain-nerfacto, plain-nerfacto-big); "
+        "--posthoc uniform8 applies to uncompressed runs only (methods plain-instant-ngp, plain-nerfacto, "
+        f"plain-nerfacto-big); "
         f"method '{method}' has its own coding",
     )
     assert not (tmp_path / "x.ncmp").exists()

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from nerfcompress.entropy.factorized import FactorizedPrior, _LowerBound
+from nerfcompress.entropy.factorized import FactorizedPrior, _LowerBound, knot_span_bound
 
 
 def _laplace_integers(rows: int, scale: float, seed: int) -> torch.Tensor:
@@ -89,6 +89,47 @@ class TestFactorizedPrior:
         assert float(cosine) > 0.98
         for exact_grad, interpolated_grad in zip(exact_grads[1:], interpolated_grads[1:]):
             torch.testing.assert_close(interpolated_grad, exact_grad, rtol=2e-2, atol=1e-2 * exact_grad.abs().max())
+
+    def test_a_wider_knot_window_gives_bit_identical_rate_and_gradients(self):
+        """The sync-free path (knot_span from the host, knot_span_bound) changes no number."""
+        torch.manual_seed(0)
+        prior = FactorizedPrior(num_channels=2)
+        latents = torch.randn(3000, 2) * 4.0
+        uniform = torch.rand_like(latents)
+        smallest, largest = float(latents.min()), float(latents.max())
+        results = []
+        for span in (None, knot_span_bound(smallest, largest), knot_span_bound(smallest, largest, margin=4.0)):
+            leaf = latents.clone().requires_grad_()
+            prior.zero_grad()
+            bits = prior.rate_bits(leaf, uniform, knot_span=span)
+            bits.backward()
+            results.append((bits.detach(), leaf.grad, [p.grad.clone() for p in prior.parameters()]))
+        for bits, grad, prior_grads in results[1:]:
+            assert torch.equal(bits, results[0][0]) and torch.equal(grad, results[0][1])
+            assert all(torch.equal(a, b) for a, b in zip(prior_grads, results[0][2]))
+
+    def test_knot_span_bound_covers_the_noisy_range(self):
+        assert knot_span_bound(-0.2, 0.3) % 8 == 0
+        for smallest, largest in ((-0.2, 0.3), (-7.5, 12.49), (3.0, 3.0)):
+            lo = np.floor(smallest - 0.5) - 1
+            assert knot_span_bound(smallest, largest) >= np.ceil(largest + 0.5) + 1 - lo
+        assert knot_span_bound(0.0, 1.0, margin=4.0) >= knot_span_bound(0.0, 1.0) + 8
+
+    def test_rate_is_fp32_under_bfloat16_autocast(self):
+        torch.manual_seed(0)
+        prior = FactorizedPrior(num_channels=2)
+        latents = torch.randn(500, 2) * 3.0
+        uniform = torch.rand_like(latents)
+        expected = prior.rate_bits(latents, uniform)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            found = prior.rate_bits(latents, uniform)
+            assert torch.matmul(latents, latents.t()).dtype == torch.bfloat16  # autocast is really on
+        assert found.dtype == torch.float32 and torch.equal(found, expected)
+        prior.eval()
+        with torch.no_grad():
+            expected = prior.rate_bits(latents)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                assert torch.equal(prior.rate_bits(latents), expected)
 
     def test_training_rate_uses_the_given_uniform_draw(self):
         torch.manual_seed(0)

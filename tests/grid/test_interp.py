@@ -198,3 +198,13 @@ def test_grid_core_does_not_import_nerfstudio():
     repo_root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo_root, os.environ.get("PYTHONPATH", "")])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_interpolation_accumulates_in_float32_under_bfloat16_autocast():
+    table = torch.randn(SMALL_3D.num_rows, 2)
+    x = torch.rand(64, 3)
+    expected = interp_torch(SMALL_3D, table, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert (table @ table.t()).dtype == torch.bfloat16  # autocast is on
+        found = interp_torch(SMALL_3D, table, x)
+    assert found.dtype == torch.float32 and torch.equal(found, expected)

@@ -82,6 +82,6 @@ def test_posthoc_is_refused_for_methods_with_their_own_coding(method):
     assert posthoc_codec(config, "none") is None
     with pytest.raises(ExportError, match=f"--posthoc fp32 applies to uncompressed runs only .*'{method}'"):
         posthoc_codec(config, "fp32")
-    assert posthoc_methods() == ["plain-nerfacto", "plain-nerfacto-big"]
+    assert posthoc_methods() == ["plain-instant-ngp", "plain-nerfacto", "plain-nerfacto-big"]
     with pytest.raises(ValueError, match="posthoc must be one of none, fp16, fp32, uniform2"):
         posthoc_codec(config, "uniform9")

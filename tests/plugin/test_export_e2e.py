@@ -12,7 +12,7 @@ from ns_training import reduced_config, train_in_process
 from nerfcompress.bitstream.container import read_container_index
 from nerfcompress.bitstream.quantized_tensors import round_trip
 from nerfcompress.cli.export import Export
-from nerfcompress.plugin.file_layout import NETWORK_PRECISION_BITS, network_parameters
+from nerfcompress.plugin.file_layout import NETWORK_PRECISION_BITS
 from nerfcompress.plugin.import_model import import_file
 from nerfcompress.tables import ShaciraTable
 
@@ -27,7 +27,7 @@ def _round_like_export(model) -> None:
         return torch.from_numpy(round_trip(tensor.detach().numpy(), NETWORK_PRECISION_BITS))
 
     with torch.no_grad():
-        for param in network_parameters(model).values():
+        for param in model.network_parameters().values():
             param.copy_(stored(param))
         for table in model.tables():
             params = table.decoder.parameters() if isinstance(table, ShaciraTable) else [table.codebooks]

@@ -130,10 +130,12 @@ def test_shacira_latents_learn_at_the_rate_divided_by_the_decoder_norm():
     with torch.no_grad():
         table.decoder.weight.copy_(torch.tensor([[0.3, 0.0], [0.0, 0.4]]))  # Frobenius norm 0.5
     assert table.decoder_norm() == pytest.approx(0.5)
+    table.set_step(0)  # the scale uses the norm the step callback read (on CPU: at once)
     assert table.learning_rate_scales() == {"latents": pytest.approx(2.0)}
     assert table.training_state()["shacira_decoder_norm"] == pytest.approx(0.5)
     with torch.no_grad():
         table.decoder.weight.zero_()
+    table.set_step(1)
     assert all(np.isfinite(v) for v in table.learning_rate_scales().values())
 
 
@@ -169,3 +171,44 @@ def test_shacira_hard_phase_can_take_the_rate_of_the_rounded_latents():
     assert float(first) == pytest.approx(float(expected))
     first.backward()
     assert table.latents.grad.abs().sum() > 0 and all(p.grad is not None for p in table.prior.parameters())
+
+
+def test_shacira_training_reads_schedule_state_from_host_mirrors_that_follow_loading():
+    schedule = RoundingSchedule(temperature_start=1.0, temperature_end=0.1, anneal_start_step=0, anneal_end_step=10)
+    trained = _shacira(schedule=schedule)
+    trained.set_step(12)
+    fresh = _shacira(schedule=schedule)
+    assert fresh.training_state()["shacira_hard_rounding"] == 0.0
+    fresh.load_state_dict(trained.state_dict())  # e.g. resuming: the buffers say "hard rounding"
+    assert fresh.training_state()["shacira_hard_rounding"] == 1.0
+    assert fresh.training_state()["shacira_temperature"] == pytest.approx(schedule.temperature(12))
+    fresh.train()
+    assert torch.equal(fresh.quantized_latents(), torch.round(fresh.latents))
+
+
+def test_shacira_training_rate_uses_a_knot_window_that_covers_the_latents():
+    table = _shacira(rows=500).train()
+    with torch.no_grad():
+        table.latents.mul_(10.0)  # far outside the window set at construction
+    table.set_step(1)  # reads the range (at once on CPU)
+    span = table._rate_knot_span
+    assert span >= float(table.latents.detach().max() - table.latents.detach().min()) + 4
+    uniform = table._training_uniform("rounding")  # the draw rate_bits() shares with the rounding
+    exact = table.prior.rate_bits(table.latents, uniform)  # knot window measured on the host
+    assert torch.equal(table.rate_bits(), exact)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_lagged_host_copy_on_cuda_never_waits_and_delivers_the_values():
+    from nerfcompress.tables.host_values import LaggedHostCopy
+
+    reading = LaggedHostCopy()
+    values = torch.tensor([1.0, 2.0], device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        first = reading.read(values)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert first is None
+    torch.cuda.synchronize()
+    assert reading.read(values * 2) == [1.0, 2.0]

@@ -1,0 +1,102 @@
+"""Settings every model on FeatureTable grids shares (nerfacto's and Instant-NGP's configs), and
+the tcnn layout of a grid from nerfacto-style arguments.
+
+:class:`GridModelSettings` is a dataclass mixin placed before the nerfstudio model config (e.g.
+``GridNerfactoModelConfig(GridModelSettings, NerfactoModelConfig)``); a table-settings mixin
+(:mod:`nerfcompress.plugin.table_settings`) in front of that chooses the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Literal, Optional, Tuple
+
+from nerfcompress.grid import GridLayout
+from nerfcompress.grid.backends import missing_package
+from nerfcompress.tables import FeatureTable
+
+
+@dataclass
+class GridModelSettings:
+    """Settings of every model on FeatureTable grids (a mixin of the model configs). The table
+    settings mixin (:mod:`nerfcompress.plugin.table_settings`) chooses the table (``build_table``)."""
+
+    size_log_interval: int = 100
+    """Steps between logging the size of the file an export would write (codes every grid once)."""
+    coarse_to_fine_min_levels: Optional[int] = None
+    """Coarse-to-fine training: each step keeps a random number of the main grid's levels in
+    [min, num_levels] and zeroes the finer ones, so that a prefix of the levels is a usable lower
+    level of detail (evaluation uses all). None = off."""
+    rate_follows_distortion: bool = True
+    """Count a proposal grid's rate only on the steps on which nerfacto's proposal sampler trains it
+    (with gradients), so that lambda weighs its rate against its distortion as for the main grid."""
+    coarse_to_fine_proposals: bool = False
+    """Coarse-to-fine also truncates the proposal grids to the drawn level count (capped at their own
+    levels), so that a prefix of the file cut at level k, which cuts every grid, is a trained model."""
+    active_levels: Optional[int] = None
+    """Evaluation renders only the coarsest N levels of every grid (finer levels output zeros; a
+    grid with fewer levels keeps all of its own). ns-compress import sets it when it decodes a file
+    prefix or --max-levels; training ignores it. None = all levels."""
+    grid_backend: Literal["auto", "torch", "triton", "tcnn"] = "auto"
+    """Grid interpolation: auto (Triton on CUDA when it imports, else tiny-cuda-nn on CUDA when it
+    imports and passes its self-check, else torch), or one of them; the log says which runs."""
+
+    def __post_init__(self) -> None:
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+        missing = missing_package(self.grid_backend)
+        if missing is not None:
+            raise ValueError(
+                f"grid_backend={self.grid_backend} needs the {missing} package, which is not installed; "
+                "use grid_backend auto or torch"
+            )
+        if self.size_log_interval < 1:
+            raise ValueError(f"size_log_interval must be >= 1, got {self.size_log_interval}")
+        min_levels = self.coarse_to_fine_min_levels
+        if min_levels is not None and not 1 <= min_levels <= self.num_levels:
+            raise ValueError(
+                f"coarse_to_fine_min_levels must be None or in 1..num_levels={self.num_levels}, got {min_levels}"
+            )
+        for name, layout_args in self.grid_layout_args():
+            if not 4 <= layout_args["log2_hashmap_size"] <= 30:
+                raise ValueError(
+                    f"{name}: log2_hashmap_size must be in [4, 30] (hash table size 2**4 .. 2**30), "
+                    f"got {layout_args['log2_hashmap_size']}"
+                )
+            try:
+                grid_layout(layout_args)
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from err
+        most_levels = max(args["num_levels"] for _, args in self.grid_layout_args())
+        levels = self.active_levels
+        if levels is not None and (
+            isinstance(levels, bool) or not isinstance(levels, int) or not 1 <= levels <= most_levels
+        ):
+            raise ValueError(
+                f"active_levels must be None or an int in 1..{most_levels} (the most of any grid), got {levels!r}"
+            )
+
+    def grid_layout_args(self) -> List[Tuple[str, dict]]:
+        """(config name, layout arguments) of every grid, the main field's first."""
+        raise NotImplementedError
+
+    def build_table(self, layout: GridLayout) -> FeatureTable:
+        """The table that stores this grid's rows."""
+        raise NotImplementedError
+
+    def rate_loss_weight(self, step: Optional[int] = None) -> float:
+        """lambda of the rate loss at ``step`` (None: its final value); 0 for tables without a learned rate."""
+        return 0.0
+
+
+def grid_layout(args: dict) -> GridLayout:
+    """3D tcnn layout from nerfacto-style arguments (base_res, max_res, num_levels, ...)."""
+    return GridLayout.from_resolution_range(
+        num_dims=3,
+        num_levels=args["num_levels"],
+        min_resolution=args["base_res"],
+        max_resolution=args["max_res"],
+        log2_hashmap_size=args["log2_hashmap_size"],
+        features_per_level=args["features_per_level"],
+    )
