@@ -19,8 +19,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_TIME_TAG = "Train Iter (time)"  # nerfstudio's EventName.ITER_TRAIN_TIME, seconds per step
 TRAIN_PSNR_TAG = "Train Metrics Dict/psnr"
-ESTIMATED_SIZE_TAG = "estimated_size_MB (estimate)"  # GridNerfactoModel.log_estimated_size
-ESTIMATED_GRID_SIZE_TAG = "estimated_grid_size_MB (estimate)"
+ESTIMATED_SIZE_TAG = "export_size_MB"  # GridModel.log_estimated_size
+ESTIMATED_GRID_SIZE_TAG = "export_grid_size_MB"
 
 
 class CommandFailed(Exception):
