@@ -61,9 +61,9 @@ class LevelDiagonalDecoder(nn.Module):
 
     def forward(self, latents: Tensor) -> Tensor:
         """``[rows, F]`` from ``latents [rows, F]``, level ``l``'s rows with level ``l``'s map."""
-        repeats = self.level_rows.to(latents.device)
-        scale = torch.repeat_interleave(self.scale, repeats, dim=0, output_size=latents.shape[0])  # [rows, F]
-        shift = torch.repeat_interleave(self.shift, repeats, dim=0, output_size=latents.shape[0])  # [rows, F]
+        rows = latents.shape[0]  # level_rows is a buffer: on the module's device, no copy (nor host sync) per call
+        scale = torch.repeat_interleave(self.scale, self.level_rows, dim=0, output_size=rows)  # [rows, F]
+        shift = torch.repeat_interleave(self.shift, self.level_rows, dim=0, output_size=rows)  # [rows, F]
         return torch.addcmul(shift, latents, scale)
 
     def lattice_norm(self) -> Tensor:
