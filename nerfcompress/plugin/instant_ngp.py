@@ -66,7 +66,7 @@ class PlainInstantNGPModelConfig(PlainTableSettings, GridInstantNGPModelConfig):
 
 @dataclass
 class ShaciraInstantNGPModelConfig(ShaciraTableSettings, GridInstantNGPModelConfig):
-    """SHACIRA on Instant-NGP: integer latents, a shared linear decoder and a learned rate term."""
+    """SHACIRA on Instant-NGP: integer latents, a decoder (per level or shared) and a learned rate term."""
 
 
 @dataclass

@@ -80,7 +80,7 @@ class PlainNerfactoModelConfig(PlainTableSettings, GridNerfactoModelConfig):
 
 @dataclass
 class ShaciraNerfactoModelConfig(ShaciraTableSettings, GridNerfactoModelConfig):
-    """SHACIRA on nerfacto: integer latents, a shared linear decoder and a learned rate term."""
+    """SHACIRA on nerfacto: integer latents, a decoder (per level or shared) and a learned rate term."""
 
 
 @dataclass
