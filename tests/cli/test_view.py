@@ -112,7 +112,14 @@ def test_the_picture_changes_as_levels_arrive(contrasting_levels_export, tmp_pat
                 await tab.call("Emulation.setDeviceMetricsOverride", width=WINDOW[0], height=WINDOW[1],
                                deviceScaleFactor=1, mobile=False)  # fmt: skip
                 await tab.call("Page.navigate", url=url)
-                coarse = await _shot_when(tab, viewer, lambda text, _: "level 1 of 5, receiving" in text, "level 1")
+                previous = {}
+
+                def settled(text, centre):  # the viewer may re-render (its camera arriving) before it rests
+                    last, previous["centre"] = previous.get("centre"), centre
+                    steady = last is not None and canvas_stats(centre, last).changed_fraction < 0.05
+                    return "level 1 of 5, receiving" in text and steady
+
+                coarse = await _shot_when(tab, viewer, settled, "level 1 to render the same twice")
                 await asyncio.sleep(2.0)
                 again = await _shot_when(tab, viewer, lambda text, _: "level 1 of 5" in text, "level 1 again")
                 viewer.stdin.write(data[first_level:])
