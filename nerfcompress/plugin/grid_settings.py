@@ -81,6 +81,11 @@ class GridModelSettings:
         """(config name, layout arguments) of every grid, the main field's first."""
         raise NotImplementedError
 
+    def main_grid_args(self) -> dict:
+        """Layout arguments of the field's own grid, from the config's grid fields."""
+        names = ("num_levels", "base_res", "max_res", "log2_hashmap_size", "features_per_level")
+        return {name: getattr(self, name) for name in names}
+
     def build_table(self, layout: GridLayout) -> FeatureTable:
         """The table that stores this grid's rows."""
         raise NotImplementedError

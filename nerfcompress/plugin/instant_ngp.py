@@ -49,13 +49,7 @@ class GridInstantNGPModelConfig(GridModelSettings, InstantNGPModelConfig):
 
     def grid_layout_args(self) -> List[Tuple[str, dict]]:
         """(config name, layout arguments) of the field's grid, the only one."""
-        main = {
-            "num_levels": self.num_levels,
-            "base_res": self.base_res,
-            "max_res": self.max_res,
-            "log2_hashmap_size": self.log2_hashmap_size,
-            "features_per_level": self.features_per_level,
-        }
+        main = self.main_grid_args()
         return [("field grid", main)]
 
 

@@ -57,13 +57,7 @@ class GridNerfactoModelConfig(GridModelSettings, NerfactoModelConfig):
 
     def grid_layout_args(self) -> List[Tuple[str, dict]]:
         """(config name, layout arguments) of the main grid and each proposal grid."""
-        main = {
-            "num_levels": self.num_levels,
-            "base_res": self.base_res,
-            "max_res": self.max_res,
-            "log2_hashmap_size": self.log2_hashmap_size,
-            "features_per_level": self.features_per_level,
-        }
+        main = self.main_grid_args()
         out = [("main field grid", main)]
         for i, args in enumerate(self.proposal_net_args_list):
             merged = {k: args.get(k, default) for k, default in _PROPOSAL_DEFAULTS.items()}
