@@ -12,6 +12,18 @@ from nerfstudio.utils import writer
 
 from nerfcompress.plugin.dataparser import AutoDataParserConfig
 
+SMALL_MODEL = dict(
+    num_levels=4,
+    max_res=64,
+    log2_hashmap_size=10,
+    proposal_log2_hashmap_size=8,
+    hidden_dim=16,
+    hidden_dim_color=16,
+    num_nerf_samples_per_ray=8,
+    num_proposal_samples_per_ray=(8, 8),
+)
+"""Model settings of a nerfacto-like model small enough to build and step in a unit test."""
+
 
 def reduced_config(method: str, scene: Path, output_dir: Path, iterations: int = 2) -> TrainerConfig:
     """nerfstudio's set_reduced_config, on CPU with our tiny scene."""

@@ -6,6 +6,7 @@ import torch
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
+from ns_training import SMALL_MODEL as SMALL
 
 from nerfcompress.bitstream.container import section_frame_bytes, write_container
 from nerfcompress.grid import coarse_to_fine_levels, interp_torch
@@ -18,17 +19,6 @@ from nerfcompress.plugin.model import (
     VqadNerfactoModelConfig,
 )
 from nerfcompress.tables import PlainTable, ShaciraTable, VqadTable
-
-SMALL = dict(
-    num_levels=4,
-    max_res=64,
-    log2_hashmap_size=10,
-    proposal_log2_hashmap_size=8,
-    hidden_dim=16,
-    hidden_dim_color=16,
-    num_nerf_samples_per_ray=8,
-    num_proposal_samples_per_ray=(8, 8),
-)
 
 
 def _context(num_cameras: int = 4) -> FileContext:

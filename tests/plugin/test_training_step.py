@@ -12,6 +12,7 @@ from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
+from ns_training import SMALL_MODEL as SMALL
 
 from nerfcompress.grid.backends import GridBackendUnavailable
 from nerfcompress.host_sync import HostSyncAudit
@@ -19,16 +20,6 @@ from nerfcompress.plugin import methods
 from nerfcompress.plugin.model import PlainNerfactoModelConfig, ShaciraNerfactoModelConfig, VqadNerfactoModelConfig
 from nerfcompress.tables import host_values
 
-SMALL = dict(
-    num_levels=4,
-    max_res=64,
-    log2_hashmap_size=10,
-    proposal_log2_hashmap_size=8,
-    hidden_dim=16,
-    hidden_dim_color=16,
-    num_nerf_samples_per_ray=8,
-    num_proposal_samples_per_ray=(8, 8),
-)
 CONFIGS = {
     "shacira_nerfacto": lambda **kw: ShaciraNerfactoModelConfig(**SMALL, rate_weight=1e-2, rate_row_stride=2, **kw),
     # hard rounding from step 1 (the audited steps): the rate of the rounded latents (rounded_rate, the default)
