@@ -10,18 +10,28 @@ from __future__ import annotations
 import torch
 
 
-def coarse_to_fine_levels(step: int, min_levels: int, num_levels: int) -> int:
-    """Number of levels active at training ``step``, uniform in ``[min_levels, num_levels]``.
+def coarse_to_fine_levels(step: int, min_levels: int, num_levels: int, full_fraction: float = 0.0) -> int:
+    """Number of levels active at training ``step``: all of them with probability ``full_fraction``,
+    otherwise uniform in ``[min_levels, num_levels]``.
+
+    Uniform counts alone train the finest level on only ``1 / (num_levels - min_levels + 1)`` of the
+    steps; ``full_fraction`` gives the whole grid (the full file's quality) a share of its own.
 
     Drawn from a generator seeded with ``step`` alone, so the same step always gives the same
     count (resumed runs repeat it exactly) and no global random state is touched.
 
     Raises:
-        ValueError: ``step < 0`` or ``min_levels`` outside ``1..num_levels``.
+        ValueError: ``step < 0``, ``min_levels`` outside ``1..num_levels`` or ``full_fraction``
+            outside ``[0, 1]``.
     """
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     if not 1 <= min_levels <= num_levels:
         raise ValueError(f"min_levels must be in 1..num_levels={num_levels}, got {min_levels}")
+    if not 0.0 <= full_fraction <= 1.0:
+        raise ValueError(f"full_fraction must be in [0, 1], got {full_fraction}")
     generator = torch.Generator().manual_seed(step)
-    return int(torch.randint(min_levels, num_levels + 1, (), generator=generator))
+    levels = int(torch.randint(min_levels, num_levels + 1, (), generator=generator))
+    if full_fraction > 0.0 and float(torch.rand((), generator=generator)) < full_fraction:
+        return num_levels
+    return levels

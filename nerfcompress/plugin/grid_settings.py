@@ -27,6 +27,10 @@ class GridModelSettings:
     """Coarse-to-fine training: each step keeps a random number of the main grid's levels in
     [min, num_levels] and zeroes the finer ones, so that a prefix of the levels is a usable lower
     level of detail (evaluation uses all). None = off."""
+    coarse_to_fine_full_fraction: float = 0.0
+    """Coarse-to-fine: the share of steps that keep every level (the others draw a count uniformly
+    in [min, num_levels]), so that the finest levels, and the full file, are not trained on only
+    1 / (num_levels - min + 1) of the steps."""
     rate_follows_distortion: bool = True
     """Count a proposal grid's rate only on the steps on which nerfacto's proposal sampler trains it
     (with gradients), so that lambda weighs its rate against its distortion as for the main grid."""
@@ -58,6 +62,8 @@ class GridModelSettings:
             raise ValueError(
                 f"coarse_to_fine_min_levels must be None or in 1..num_levels={self.num_levels}, got {min_levels}"
             )
+        if not 0.0 <= self.coarse_to_fine_full_fraction <= 1.0:
+            raise ValueError(f"coarse_to_fine_full_fraction must be in [0, 1], got {self.coarse_to_fine_full_fraction}")
         for name, layout_args in self.grid_layout_args():
             if not 4 <= layout_args["log2_hashmap_size"] <= 30:
                 raise ValueError(

@@ -198,7 +198,12 @@ class GridModel:
             table.set_step(step)
         if self.config.coarse_to_fine_min_levels is not None:
             main, *proposals = self.grid_encodings()
-            levels = coarse_to_fine_levels(step, self.config.coarse_to_fine_min_levels, main.layout.num_levels)
+            levels = coarse_to_fine_levels(
+                step,
+                self.config.coarse_to_fine_min_levels,
+                main.layout.num_levels,
+                self.config.coarse_to_fine_full_fraction,
+            )
             main.num_active_levels = levels
             if self.config.coarse_to_fine_proposals:
                 for proposal in proposals:

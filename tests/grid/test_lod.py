@@ -16,3 +16,21 @@ def test_levels_are_a_deterministic_function_of_the_step_covering_the_range():
 def test_rejects_out_of_range_arguments(step, min_levels, num_levels, name):
     with pytest.raises(ValueError, match=name):
         coarse_to_fine_levels(step, min_levels, num_levels)
+
+
+def test_full_fraction_keeps_every_level_on_that_share_of_the_steps_and_zero_changes_nothing():
+    steps = range(2000)
+    uniform = [coarse_to_fine_levels(step, 1, 8) for step in steps]
+    assert uniform == [coarse_to_fine_levels(step, 1, 8, 0.0) for step in steps]
+    mixed = [coarse_to_fine_levels(step, 1, 8, 0.5) for step in steps]
+    full_share = sum(levels == 8 for levels in mixed) / len(mixed)
+    assert abs(full_share - (0.5 + 0.5 / 8)) < 0.04
+    assert set(mixed) == set(range(1, 9))  # every prefix is still trained
+    assert all(m in (u, 8) for m, u in zip(mixed, uniform))
+    assert all(levels == 8 for levels in (coarse_to_fine_levels(step, 1, 8, 1.0) for step in range(50)))
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5])
+def test_rejects_a_full_fraction_outside_zero_one(fraction):
+    with pytest.raises(ValueError, match="full_fraction"):
+        coarse_to_fine_levels(0, 1, 4, fraction)

@@ -302,6 +302,7 @@ def test_vqad_config_builds_vqad_tables_with_its_bits_on_every_grid():
         (dict(logit_init_scale=-1.0), "logit_init_scale"),
         (dict(coarse_to_fine_min_levels=0), "coarse_to_fine_min_levels"),
         (dict(coarse_to_fine_min_levels=5), "coarse_to_fine_min_levels"),
+        (dict(coarse_to_fine_full_fraction=1.5), "coarse_to_fine_full_fraction"),
     ],
 )
 def test_nonsense_vqad_and_coarse_to_fine_parameters_are_rejected(kwargs, name):
