@@ -13,6 +13,7 @@ from typing import Any, Dict, Literal, Tuple
 
 from nerfcompress.errors import BitstreamError
 from nerfcompress.grid.layout import GridLayout
+from nerfcompress.tables.decoders import DECODER_KINDS, DecoderKind
 
 METHODS = ("shacira", "vqad")
 MAX_SIDE = 1 << 20
@@ -44,6 +45,10 @@ class ImageModelConfig:
     """SHACIRA: integer latents per row ``D``."""
     per_level_prior: bool = True
     """SHACIRA: one table (decoder and learned prior) per level instead of one for all levels."""
+    decoder: DecoderKind = "per-level"
+    """SHACIRA: ``per-level`` (a scale and shift per level, ``latent_dim == features_per_level``;
+    every level's scale starts positive) or ``shared`` (one linear map per table, weights drawn
+    around zero: the format's first files, which read without this field)."""
     bits: int = 4
     """VQAD: index bits ``b`` per row (codebooks of ``2**b`` entries per level)."""
     hidden: Tuple[int, ...] = (24, 24)
@@ -66,6 +71,15 @@ class ImageModelConfig:
             base_resolution=base,
             per_level_scale=2.0,
         )
+
+    def __post_init__(self) -> None:
+        if self.decoder not in DECODER_KINDS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODER_KINDS)}, got {self.decoder!r}")
+        if self.method == "shacira" and self.decoder == "per-level" and self.latent_dim != self.features_per_level:
+            raise ValueError(
+                f"the per-level decoder needs latent_dim == features_per_level, got {self.latent_dim} and "
+                f"{self.features_per_level}; use decoder 'shared'"
+            )
 
     def to_header(self) -> Dict[str, Any]:
         entry = asdict(self)
@@ -92,6 +106,8 @@ def config_from_header(entry: Any) -> ImageModelConfig:
         BitstreamError: a missing, unknown, mistyped or out-of-range field.
     """
     names = {f.name for f in fields(ImageModelConfig)}
+    if isinstance(entry, dict) and "decoder" not in entry:
+        entry = {**entry, "decoder": "shared"}  # written before the field existed
     if not isinstance(entry, dict) or set(entry) != names:
         found = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
         raise BitstreamError(f"image model settings hold {found!s:.200}, expected {sorted(names)}; the file is corrupt")
@@ -111,9 +127,14 @@ def config_from_header(entry: Any) -> ImageModelConfig:
         problems.append(f"hidden={hidden!r:.60}")
     if not isinstance(entry["per_level_prior"], bool):
         problems.append(f"per_level_prior={entry['per_level_prior']!r:.20}")
+    if entry["decoder"] not in DECODER_KINDS:
+        problems.append(f"decoder={entry['decoder']!r:.40}")
     if problems:
         raise BitstreamError(f"image model settings out of range: {', '.join(problems)}; the file is corrupt")
-    return ImageModelConfig(**{**entry, "hidden": tuple(hidden), "finest_stride": float(stride)})
+    try:
+        return ImageModelConfig(**{**entry, "hidden": tuple(hidden), "finest_stride": float(stride)})
+    except ValueError as exc:
+        raise BitstreamError(f"image model settings are inconsistent ({exc}); the file is corrupt") from exc
 
 
 def check_picture_size(height: Any, width: Any, channels: Any) -> None:

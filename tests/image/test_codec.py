@@ -1,5 +1,7 @@
 """Tests for the image file: round trip, what is counted, and damaged or foreign files."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -85,13 +87,36 @@ def test_damaged_and_foreign_files_raise_bitstream_errors(encoded):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("hidden", [100000]), ("num_levels", 40), ("log2_hashmap_size", 30), ("method", "jpeg"), ("extra", 1)],
+    [
+        ("hidden", [100000]),
+        ("num_levels", 40),
+        ("log2_hashmap_size", 30),
+        ("method", "jpeg"),
+        ("extra", 1),
+        ("decoder", "cubic"),
+    ],
 )
 def test_hostile_model_settings_are_refused_before_anything_is_built(encoded, field, value):
     _, data = encoded
     header, sections = read_container(data)
     header["model"][field] = value
     with pytest.raises(BitstreamError, match="settings"):
+        decode_image(write_container(header, list(sections.items())))
+
+
+def test_a_file_written_before_the_decoder_field_reads_with_the_shared_decoder():
+    source = _picture()
+    config = replace(CONFIGS["shacira"], decoder="shared")
+    data, _ = encode_picture(source, config, TrainSettings(steps=10))
+    header, sections = read_container(data)
+    del header["model"]["decoder"]
+    model, _ = decode_image(write_container(header, list(sections.items())))
+    assert model.config.decoder == "shared"
+    plan = raster_plan(model.grid)
+    with torch.no_grad():
+        assert torch.equal(model.render_raster(plan), decode_image(data)[0].render_raster(plan))
+    header["model"].update(decoder="per-level", latent_dim=2)  # a per-level decoder needs D == F
+    with pytest.raises(BitstreamError, match="inconsistent"):
         decode_image(write_container(header, list(sections.items())))
 
 

@@ -139,6 +139,20 @@ def test_shacira_latents_learn_at_the_rate_divided_by_the_decoder_norm():
     assert all(np.isfinite(v) for v in table.learning_rate_scales().values())
 
 
+def test_shacira_learning_rate_scale_is_bounded_by_the_decoder_norm_floor():
+    table = ShaciraTable(64, 2, latent_dim=2, decoder="shared", min_decoder_norm=0.01)
+    with torch.no_grad():
+        table.decoder.weight.fill_(1e-6)  # a decoder the rate term switched off
+    table.set_step(0)
+    assert table.learning_rate_scales() == {"latents": pytest.approx(100.0)}
+    with torch.no_grad():
+        table.decoder.weight.copy_(torch.tensor([[0.3, 0.0], [0.0, 0.4]]))
+    table.set_step(1)
+    assert table.learning_rate_scales() == {"latents": pytest.approx(2.0)}  # above the floor: unchanged
+    with pytest.raises(ValueError, match="min_decoder_norm"):
+        ShaciraTable(64, 2, min_decoder_norm=0.0)
+
+
 def test_shacira_codes_with_its_latents_own_frequencies_which_beat_the_prior():
     table = _shacira(rows=4096)
     with torch.no_grad():  # a peaked distribution the untrained prior does not know
