@@ -13,7 +13,7 @@ from nerfcompress.image.config import ImageModelConfig
 from nerfcompress.image.pipeline import bits_per_pixel, decoded_strips, encode_picture, evaluate
 from nerfcompress.image.pixels import PixelSource
 from nerfcompress.image.raster import raster_plan
-from nerfcompress.image.train import TrainSettings, fit
+from nerfcompress.image.train import TrainSettings, fit, sample_loss
 
 
 def _picture(height=24, width=30, channels=3):
@@ -180,3 +180,22 @@ def test_network_precision_search_trades_distortion_for_bits():
         chosen[weight] = (sum(precisions), bits, float((made.synthesis(x) - reference).square().mean()))
     assert chosen[1e-7][0] > chosen[1e-2][0] and chosen[1e-7][1] > chosen[1e-2][1]
     assert chosen[1e-7][2] < chosen[1e-2][2]
+
+
+def test_a_level_whose_bits_buy_nothing_is_switched_off_and_the_others_are_kept():
+    from nerfcompress.image.pipeline import switch_off_levels
+
+    source = _picture(40, 40)
+    model = fit(source, CONFIGS["shacira"], TrainSettings(steps=60, lmbda=1e-4))
+    dead = model.tables[-1]
+    with torch.no_grad():  # the finest level: noisy latents that its zero decoder ignores
+        dead.latents.copy_(torch.randint(-1, 1, dead.latents.shape).float())
+        dead.decoder.scale.zero_()
+        dead.clear_cache()
+    mse = sample_loss(model, source)
+    before = mse()
+    switched_off = switch_off_levels(model, lambda bits: mse() + 1e-4 * bits / source.num_pixels)
+    assert len(model.tables) - 1 in switched_off and len(switched_off) < len(model.tables)
+    assert bool((dead.latents == 0).all()) and mse() <= 1.01 * before  # it bought nothing
+    assert any(bool((t.latents != 0).any()) for t in model.tables[:-1])  # levels that matter are kept
+    assert switch_off_levels(model, lambda bits: mse() + 1e-4 * bits / source.num_pixels) == []
