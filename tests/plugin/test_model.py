@@ -314,7 +314,11 @@ def test_nonsense_vqad_and_coarse_to_fine_parameters_are_rejected(kwargs, name):
     "config_class", [PlainNerfactoModelConfig, ShaciraNerfactoModelConfig, VqadNerfactoModelConfig]
 )
 def test_coarse_to_fine_truncates_the_main_grid_per_step_and_never_in_eval(config_class):
-    model = _model(config_class(**SMALL, coarse_to_fine_min_levels=2))
+    model = _model(
+        config_class(
+            **SMALL, coarse_to_fine_min_levels=2, coarse_to_fine_proposals=False, coarse_to_fine_full_fraction=0.0
+        )
+    )
     main, *proposals = model.grid_encodings()
     model.train()
     counts = []
@@ -332,6 +336,24 @@ def test_coarse_to_fine_truncates_the_main_grid_per_step_and_never_in_eval(confi
     assert main.num_active_levels is None
     with torch.no_grad():
         assert torch.equal(main(points), interp_torch(main.layout, main.table(), points))
+
+
+def test_coarse_to_fine_can_truncate_the_proposal_grids_and_keep_every_level_on_a_share_of_steps():
+    config = ShaciraNerfactoModelConfig(
+        **SMALL, coarse_to_fine_min_levels=1, coarse_to_fine_proposals=True, coarse_to_fine_full_fraction=0.5
+    )
+    model = _model(config)
+    main, *proposals = model.grid_encodings()
+    model.train()
+    counts = []
+    for step in range(40):
+        model.set_step(step)
+        counts.append(main.num_active_levels)
+        for proposal in proposals:  # the same count, capped at the proposal grid's own levels
+            expected = counts[-1] if counts[-1] < proposal.layout.num_levels else None
+            assert proposal.num_active_levels == expected
+    assert counts == [coarse_to_fine_levels(step, 1, 4, 0.5) for step in range(40)]
+    assert counts.count(4) > 40 // 4 + 5  # about 5/8 of the steps, not 1/4
 
 
 def test_coarse_to_fine_is_off_by_default():
@@ -364,7 +386,9 @@ def test_active_levels_truncate_every_grid_in_evaluation_only():
     model.train()
     assert all(e.num_active_levels is None for e in model.grid_encodings())
     model.set_step(0)
-    assert main.num_active_levels in (3, 4) and all(p.num_active_levels is None for p in proposals)
+    levels = main.num_active_levels
+    assert levels in (3, 4)
+    assert all(p.num_active_levels == (levels if levels < p.layout.num_levels else None) for p in proposals)
     model.eval()
     assert main.num_active_levels == 2
 
