@@ -42,6 +42,16 @@ class LinearDecoder(nn.Linear):
         """Frobenius norm of the weight ``[F, D]``: how far one unit step of the latents moves a row."""
         return self.weight.detach().norm()
 
+    def level_norms(self, num_levels: int) -> Tensor:
+        """``[L]``: every level's lattice norm (the one shared map's)."""
+        return self.lattice_norm().expand(num_levels)
+
+    @torch.no_grad()
+    def absorb_offset(self, level: int, offset: Tensor) -> None:
+        """Makes ``decode(q)`` equal the old ``decode(q + offset)`` (``offset [D]``); the map is
+        shared, so this holds for every level: callers use it for one-level tables only."""
+        self.bias += self.weight @ offset.to(self.weight)
+
 
 class LevelDiagonalDecoder(nn.Module):
     """One diagonal affine map per level: ``features = latents * scale[l] + shift[l]`` (``D == F``).
@@ -70,6 +80,15 @@ class LevelDiagonalDecoder(nn.Module):
         """Root mean square over levels of each level's scale norm (the Frobenius norm of its
         diagonal map): how far one unit step of the latents moves a row, on average."""
         return self.scale.detach().square().sum(dim=1).mean().sqrt()
+
+    def level_norms(self, num_levels: int) -> Tensor:
+        """``[L]``: each level's scale norm."""
+        return self.scale.detach().norm(dim=1)
+
+    @torch.no_grad()
+    def absorb_offset(self, level: int, offset: Tensor) -> None:
+        """Makes level ``level``'s ``decode(q)`` equal its old ``decode(q + offset)`` (``offset [F]``)."""
+        self.shift[level] += offset.to(self.scale) * self.scale[level]
 
 
 def build_decoder(

@@ -199,3 +199,37 @@ def test_a_level_whose_bits_buy_nothing_is_switched_off_and_the_others_are_kept(
     assert bool((dead.latents == 0).all()) and mse() <= 1.01 * before  # it bought nothing
     assert any(bool((t.latents != 0).any()) for t in model.tables[:-1])  # levels that matter are kept
     assert switch_off_levels(model, lambda bits: mse() + 1e-4 * bits / source.num_pixels) == []
+
+
+def test_latents_bunched_at_half_integers_are_rounded_from_a_shift_the_decoder_absorbs():
+    from nerfcompress.image.pipeline import _coded_bits, choose_rounding_offsets
+
+    source = _picture(40, 40)
+    model = fit(source, CONFIGS["shacira"], TrainSettings(steps=60, lmbda=1e-4))
+    table = model.tables[-1]
+    with torch.no_grad():  # latents a hair either side of -1/2: they round to -1 or 0 at random
+        table.latents.copy_(-0.5 + 0.02 * torch.randn(table.latents.shape))
+        table.clear_cache()
+    mse = sample_loss(model, source)
+    before_mse, before_bits = mse(), _coded_bits(table, slice(None))
+    offsets = choose_rounding_offsets(model, lambda bits: mse() + 1e-3 * bits / source.num_pixels)
+    assert offsets[-1] != 0.0 and _coded_bits(table, slice(None)) < 0.5 * before_bits
+    assert mse() <= before_mse * 1.05
+    assert offsets[:-1] == [0.0] * (len(offsets) - 1)  # trained levels are not bunched
+
+
+@pytest.mark.parametrize("kind", ["shared", "per-level"])
+def test_a_decoder_absorbs_a_latent_offset_exactly(kind):
+    from nerfcompress.tables.decoders import build_decoder
+
+    decoder = build_decoder(kind, 2, 2, [5, 7], 0.3)
+    with torch.no_grad():
+        for param in decoder.parameters():
+            param.uniform_(-1, 1)
+    latents = torch.randint(-3, 4, (12, 2)).float()
+    offset = torch.tensor([0.5, -0.25])
+    expected = decoder(latents + offset)
+    decoder.absorb_offset(0, offset)
+    decoded = decoder(latents)
+    rows = slice(None) if kind == "shared" else slice(0, 5)  # the per-level map moves level 0 only
+    assert torch.allclose(decoded[rows], expected[rows], atol=1e-6)
