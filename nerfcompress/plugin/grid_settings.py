@@ -36,12 +36,14 @@ class GridModelSettings:
     rate_follows_distortion: bool = True
     """Count a proposal grid's rate only on the steps on which nerfacto's proposal sampler trains it
     (with gradients), so that lambda weighs its rate against its distortion as for the main grid."""
-    coarse_to_fine_proposals: bool = True
+    coarse_to_fine_proposals: bool = False
     """Coarse-to-fine also truncates the proposal grids to the drawn level count (capped at their own
     levels), so that a prefix of the file cut at level k, which cuts every grid, is a trained model.
-    Measured against whole proposal grids stored before the main grid's levels (lego100 val): the
-    first level of detail from 13.0 kB instead of 29.7 kB (SHACIRA) and 11.4 kB instead of 42.5 kB
-    (VQAD), and more PSNR per byte up to about half the file (BENCHMARKS.md, "Streaming")."""
+    Measured on lego100's val views (BENCHMARKS.md, "Streaming"): up to 0.3 dB more at the low
+    levels of detail, but 0.4-0.6 dB less for the whole file (with full_fraction 0.75); off, the
+    prefixes render the coarse proposal levels they were not trained alone with. Storing whole
+    proposal grids before the main grid's levels instead needs 29.7 kB (SHACIRA) and 42.5 kB (VQAD)
+    before the first level of detail, against 13.0 and 11.4 kB."""
     active_levels: Optional[int] = None
     """Evaluation renders only the coarsest N levels of every grid (finer levels output zeros; a
     grid with fewer levels keeps all of its own). ns-compress import sets it when it decodes a file

@@ -375,7 +375,9 @@ def test_estimated_size_is_shown_in_the_web_viewer(shacira_model):
 
 
 def test_active_levels_truncate_every_grid_in_evaluation_only():
-    model = _model(ShaciraNerfactoModelConfig(**SMALL, active_levels=2, coarse_to_fine_min_levels=3))
+    model = _model(
+        ShaciraNerfactoModelConfig(**SMALL, active_levels=2, coarse_to_fine_min_levels=3, coarse_to_fine_proposals=True)
+    )
     main, *proposals = model.grid_encodings()
     model.eval()
     assert [e.num_active_levels for e in model.grid_encodings()] == [2] * (1 + len(proposals))
