@@ -310,6 +310,17 @@ def test_nonsense_vqad_and_coarse_to_fine_parameters_are_rejected(kwargs, name):
         VqadNerfactoModelConfig(**{**SMALL, **kwargs})
 
 
+def _active_levels_per_step(model, steps):
+    """``[(main grid's active levels, [each proposal grid's])]`` after ``set_step`` of each training step."""
+    main, *proposals = model.grid_encodings()
+    model.train()
+    out = []
+    for step in range(steps):
+        model.set_step(step)
+        out.append((main.num_active_levels, [p.num_active_levels for p in proposals]))
+    return out
+
+
 @pytest.mark.parametrize(
     "config_class", [PlainNerfactoModelConfig, ShaciraNerfactoModelConfig, VqadNerfactoModelConfig]
 )
@@ -320,12 +331,9 @@ def test_coarse_to_fine_truncates_the_main_grid_per_step_and_never_in_eval(confi
         )
     )
     main, *proposals = model.grid_encodings()
-    model.train()
-    counts = []
-    for step in range(12):
-        model.set_step(step)
-        counts.append(main.num_active_levels)
-        assert all(p.num_active_levels is None for p in proposals)
+    per_step = _active_levels_per_step(model, 12)
+    counts = [levels for levels, _ in per_step]
+    assert all(level is None for _, of_proposals in per_step for level in of_proposals)
     assert counts == [coarse_to_fine_levels(step, 2, 4) for step in range(12)]
     assert len(set(counts)) > 1 and set(counts) <= {2, 3, 4}
     step = counts.index(2)
@@ -343,15 +351,11 @@ def test_coarse_to_fine_can_truncate_the_proposal_grids_and_keep_every_level_on_
         **SMALL, coarse_to_fine_min_levels=1, coarse_to_fine_proposals=True, coarse_to_fine_full_fraction=0.5
     )
     model = _model(config)
-    main, *proposals = model.grid_encodings()
-    model.train()
-    counts = []
-    for step in range(40):
-        model.set_step(step)
-        counts.append(main.num_active_levels)
-        for proposal in proposals:  # the same count, capped at the proposal grid's own levels
-            expected = counts[-1] if counts[-1] < proposal.layout.num_levels else None
-            assert proposal.num_active_levels == expected
+    _, *proposals = model.grid_encodings()
+    per_step = _active_levels_per_step(model, 40)
+    counts = [levels for levels, _ in per_step]
+    for levels, of_proposals in per_step:  # the same count, capped at each proposal grid's own levels
+        assert of_proposals == [levels if levels < p.layout.num_levels else None for p in proposals]
     assert counts == [coarse_to_fine_levels(step, 1, 4, 0.5) for step in range(40)]
     assert counts.count(4) > 40 // 4 + 5  # about 5/8 of the steps, not 1/4
 
