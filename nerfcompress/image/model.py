@@ -19,7 +19,7 @@ from nerfcompress.image.config import MAX_TABLE_ROWS, ImageModelConfig
 from nerfcompress.image.raster import LevelPlan, RasterGrid, interp_raster, pixel_points
 from nerfcompress.tables import FeatureTable, RoundingSchedule, ShaciraTable, VqadTable
 
-MIN_DECODER_NORM = 0.01
+IMAGE_DECODER_NORM_FLOOR = 0.01
 """Floor of a SHACIRA decoder's norm in the latents' learning-rate scale (at most x100). With
 the table's default floor a level that the rate switched off (decoder weight 6e-5 after 500 of
 1,200 steps, chelsea, lambda 0.03) learned at x10,000 and wrote 27 KB of noise: 1.75 bpp at
@@ -62,7 +62,7 @@ def _build_tables(
         decoder_init_scale=0.05,
         schedule=schedule,
         level_rows=rows,
-        min_decoder_norm=MIN_DECODER_NORM,
+        min_decoder_norm=IMAGE_DECODER_NORM_FLOOR,
     )
     if config.per_level_prior:
         return [make([rows]) for rows in level_rows]

@@ -21,7 +21,7 @@ from nerfcompress.bitstream.quantized_tensors import MAX_PRECISION_BITS, quantiz
 from nerfcompress.entropy.coder import estimate_bits
 from nerfcompress.image.codec import decode_image, encode_image, network_tensors, to_uint8
 from nerfcompress.image.config import ImageModelConfig
-from nerfcompress.image.model import MIN_DECODER_NORM, ImageModel
+from nerfcompress.image.model import IMAGE_DECODER_NORM_FLOOR, ImageModel
 from nerfcompress.image.pixels import PixelSource
 from nerfcompress.image.raster import raster_plan
 from nerfcompress.image.train import Progress, TrainSettings, fit, sample_loss
@@ -109,6 +109,17 @@ def _shacira_levels(model: ImageModel) -> List[Tuple[ShaciraTable, int, slice, f
     return levels
 
 
+def _shift_level(table: ShaciraTable, level: int, rows: slice, kept: Tuple[torch.Tensor, dict], offset: float) -> None:
+    """Sets level ``level`` (table rows ``rows``) to its ``kept`` latents and decoder state,
+    shifted by ``offset`` with the decoder absorbing the shift."""
+    latents, decoder_state = kept
+    shift = torch.full((table.latent_dim,), offset)
+    table.latents[rows] = latents - shift
+    table.decoder.load_state_dict(decoder_state)
+    table.decoder.absorb_offset(level, shift)
+    table.clear_cache()
+
+
 @torch.no_grad()
 def choose_rounding_offsets(model: ImageModel, loss_of_grid_bits: Callable[[float], float]) -> List[float]:
     """Rounds each SHACIRA level whose latents are bunched at half-integers from the shift of
@@ -141,31 +152,20 @@ def choose_rounding_offsets(model: ImageModel, loss_of_grid_bits: Callable[[floa
         distance = (table.latents[rows] - table.latents[rows].round()).abs().mean()
         if not float(distance) >= HALF_INTEGER_DISTANCE:
             continue
-        kept_latents, kept_decoder = table.latents[rows].clone(), copy.deepcopy(table.decoder.state_dict())
+        kept = table.latents[rows].clone(), copy.deepcopy(table.decoder.state_dict())
         for offset in ROUNDING_OFFSETS:
-            shift = torch.full((table.latent_dim,), offset)
-            table.latents[rows] = kept_latents - shift
-            table.decoder.load_state_dict(kept_decoder)
-            table.decoder.absorb_offset(level, shift)
-            table.clear_cache()
+            _shift_level(table, level, rows, kept, offset)
             level_bits = _coded_bits(table, rows)
             loss = loss_of_grid_bits(sum(bits) - bits[index] + level_bits)
             if loss < best:
                 best, chosen[index], bits[index] = loss, offset, level_bits
-                kept_best = table.latents[rows].clone(), copy.deepcopy(table.decoder.state_dict())
-        if chosen[index]:
-            latents, decoder = kept_best
-        else:
-            latents, decoder = kept_latents, kept_decoder
-        table.latents[rows] = latents
-        table.decoder.load_state_dict(decoder)
-        table.clear_cache()
+        _shift_level(table, level, rows, kept, chosen[index])
     return chosen
 
 
 @torch.no_grad()
 def switch_off_levels(
-    model: ImageModel, loss_of_grid_bits: Callable[[float], float], dead_norm: float = MIN_DECODER_NORM
+    model: ImageModel, loss_of_grid_bits: Callable[[float], float], dead_norm: float = IMAGE_DECODER_NORM_FLOOR
 ) -> List[int]:
     """Zeroes, finest level first, the latents of every dead SHACIRA level (decoder norm under
     ``dead_norm``) whose bits buy less than they cost; returns the levels switched off.
@@ -227,8 +227,9 @@ def encode_picture(
     lmbda = model.final_lambda
     mse = sample_loss(model, source)
     post_hoc_lambda = lmbda * POST_HOC_LAMBDA_RATIO
-    offsets = choose_rounding_offsets(model, lambda bits: mse() + post_hoc_lambda * bits / source.num_pixels)
-    switched_off = switch_off_levels(model, lambda bits: mse() + post_hoc_lambda * bits / source.num_pixels)
+    post_hoc_loss = lambda bits: mse() + post_hoc_lambda * bits / source.num_pixels  # noqa: E731
+    offsets = choose_rounding_offsets(model, post_hoc_loss)
+    switched_off = switch_off_levels(model, post_hoc_loss)
     with torch.no_grad():
         grid_bits = float(model.rate_bits())
     precisions = quantize_network(model, lambda bits: mse() + lmbda * (bits + grid_bits) / source.num_pixels)
