@@ -3,11 +3,15 @@
 Header (JSON)::
 
     {"method": "shacira-image" | "vqad-image", "height": H, "width": W, "channels": C,
-     "model": ImageModelConfig fields, "grids": [table entries], "versions": {...}}
+     "model": ImageModelConfig fields, "grids": [table entries], "versions": {"nerfcompress": ...},
+     "coder": the range coder's record (:func:`~nerfcompress.entropy.coder.coder_record`)}
+
+A file whose coder record the running constriction cannot honour is refused before any stream is
+decoded (:func:`~nerfcompress.entropy.coder.check_coder_record`), as NeRF files are.
 
 Sections: the grid tables as :func:`~nerfcompress.bitstream.model_codec.encode_tables` writes
-them (one grid per table, named ``"g<k>"``; SHACIRA: integer coding tables, fp16 decoder,
-range-coded latents per level; VQAD: fp16 codebooks and coded indices per level), then
+them (one grid per table, named ``"g<k>"``; SHACIRA: per level its fp16 decoder, integer coding
+tables and range-coded latents; VQAD: fp16 codebooks and coded indices per level), then
 ``"net"``: the synthesis network's tensors in ``named_parameters`` order, each quantised with
 its own searched precision and range-coded (:mod:`nerfcompress.bitstream.quantized_tensors`, as
 the NeRF files store their networks). Everything the decoder needs is in the file, and the file's
@@ -24,6 +28,7 @@ import torch
 from nerfcompress.bitstream.container import read_container, required_section, write_container
 from nerfcompress.bitstream.model_codec import decode_tables, encode_tables
 from nerfcompress.bitstream.quantized_tensors import decode_quantized_tensors, encode_quantized_tensors
+from nerfcompress.entropy.coder import check_coder_record, coder_record
 from nerfcompress.errors import BitstreamError
 from nerfcompress.image.config import check_picture_size, config_from_header
 from nerfcompress.image.model import ImageModel
@@ -59,7 +64,8 @@ def encode_image(model: ImageModel, network_precisions: Sequence[int]) -> bytes:
         "channels": model.channels,
         "model": model.config.to_header(),
         "grids": grids,
-        "versions": {name: _version(name) for name in ("nerfcompress", "constriction")},
+        "versions": {"nerfcompress": _version("nerfcompress")},
+        "coder": coder_record(),
     }
     return write_container(header, sections)
 
@@ -97,6 +103,7 @@ def decode_image(data: bytes) -> Tuple[ImageModel, Dict[str, Any]]:
         BitstreamError: the file is not an image file, is damaged, or declares sizes out of range.
     """
     header, sections = read_image_header(data)
+    check_coder_record(header.get("coder"))  # before any stream is decoded
     config = config_from_header(header.get("model"))
     if METHOD_NAMES[config.method] != header["method"]:
         raise BitstreamError(f"file says method {header['method']} but its model is {config.method}")

@@ -120,6 +120,17 @@ def test_a_file_written_before_the_decoder_field_reads_with_the_shared_decoder()
         decode_image(write_container(header, list(sections.items())))
 
 
+def test_a_file_from_another_range_coder_release_is_refused_before_decoding(encoded):
+    _, data = encoded
+    header, sections = read_container(data)
+    header["coder"] = {**header["coder"], "constriction": "0.1.0"}
+    with pytest.raises(BitstreamError, match="constriction 0.1.0"):
+        decode_image(write_container(header, list(sections.items())))
+    del header["coder"]
+    with pytest.raises(BitstreamError, match="coder"):
+        decode_image(write_container(header, list(sections.items())))
+
+
 def test_hostile_picture_size_is_refused(encoded):
     _, data = encoded
     header, sections = read_container(data)
