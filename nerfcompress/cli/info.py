@@ -38,9 +38,10 @@ class Info:
         console = Console()
         versions = header.get("versions") if isinstance(header.get("versions"), dict) else {}
         coder = header.get("coder") if isinstance(header.get("coder"), dict) else {}
+        step = f"step {header['step']!s}, " if "step" in header else ""  # image files have none
         console.print(
-            f"[bold]{self.file}[/bold]: {len(data):,} bytes, method {header.get('method')!s}, "
-            f"step {header.get('step')!s}, written by {', '.join(f'{k} {v}' for k, v in versions.items())}, "
+            f"[bold]{self.file}[/bold]: {len(data):,} bytes, method {header.get('method')!s}, {step}"
+            f"written by {', '.join(f'{k} {v}' for k, v in versions.items())}, "
             f"range-coded by constriction {coder.get('constriction')!s}"
         )
         listed = header.get("grids") if isinstance(header.get("grids"), list) else []
