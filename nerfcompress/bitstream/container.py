@@ -46,8 +46,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from nerfcompress.errors import BitstreamError
 
 MAGIC = b"NCMP"
-FORMAT_VERSION = 5
-"""5: a checksum of the decoded symbols in every range-coded section, the coder's record in the header;
+FORMAT_VERSION = 6
+"""6: coding tables in variable-length integers at the cheapest count precision, SHACIRA's per level;
+5: a checksum of the decoded symbols in every range-coded section, the coder's record in the header;
 4: networks quantised and range-coded, compact cameras, a header of allow-listed settings;
 3: grid entries without tensor specs (shapes come from the rebuilt tables' layouts);
 2: per-level sections, coarse level first; 1: one stream per grid."""

@@ -4,11 +4,12 @@ Every grid's header entry lists its ``"level_rows"`` (rows of each level, level 
 level ``l`` of grid ``g`` lives in the section ``"<g>.l<l>"``
 (:func:`~nerfcompress.bitstream.container.level_section_name`). A file holds, in this order:
 
-1. the sections every level needs (networks, coding tables, decoders);
-2. the level sections interleaved across grids, coarse level first (:func:`order_sections`);
+1. the sections every level needs (networks, decoders);
+2. the level sections interleaved across grids, coarse level first (:func:`order_sections`),
+   each with what its level alone needs (a SHACIRA level's coding tables, a VQAD level's codebook);
 3. the sections that only a viewer needs (the training cameras), which a prefix may lack::
 
-    networks, main.cdf, main.decoder, prop0.cdf, ..., main.l0, prop0.l0, prop1.l0,
+    networks, main.decoder, prop0.decoder, ..., main.l0, prop0.l0, prop1.l0,
     main.l1, prop0.l1, prop1.l1, ..., main.l11, cameras
 
 so a prefix of the file that ends inside level ``k``'s sections decodes levels ``0 .. k-1`` of

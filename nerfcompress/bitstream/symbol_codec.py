@@ -4,10 +4,11 @@ A table's :class:`~nerfcompress.tables.symbols.SymbolLayout` lists sections of n
 each section's payload is its parts' bytes back to back, in layout order:
 
 * ``FloatPart``: ``prod(shape)`` little-endian fp16 or fp32 values, row-major.
-* ``CodingTablesPart``: int32 ``lo [D]``, uint32 ``support [D]``, then every channel's uint32
-  counts back to back (:func:`pack_channel_tables`).
+* ``CodingTablesPart``: every channel's ``lo``, support and counts in variable-length integers
+  (:func:`~nerfcompress.entropy.coder.pack_tables`).
 * ``RangePart``: the symbols' channels one after another (channel 0 first) in one
-  range-coder stream of little-endian uint32 words under the named shared tables
+  range-coder stream of little-endian uint32 words under the coding tables of the section it
+  names: a shared section, or its own level's section, whose tables come first
   (:func:`~nerfcompress.entropy.coder.encode_latents`).
 * ``IndexPart``: ``"packed"`` or ``"range"`` bytes (:mod:`nerfcompress.entropy.indices`),
   whichever is smaller; the choice is returned as the part's *coding*, and the header keeps
@@ -34,7 +35,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from nerfcompress.bitstream.container import level_section_name, required_section
-from nerfcompress.entropy.coder import ChannelTables, check_stream, decode_latents, encode_latents
+from nerfcompress.entropy.coder import (
+    ChannelTables,
+    check_stream,
+    decode_latents,
+    encode_latents,
+    pack_tables,
+    unpack_tables,
+)
 from nerfcompress.entropy.indices import CODINGS, check_indices, decode_indices, encode_indices
 from nerfcompress.errors import BitstreamError
 from nerfcompress.tables.symbols import (
@@ -46,48 +54,6 @@ from nerfcompress.tables.symbols import (
     SymbolLayout,
     TableSymbols,
 )
-
-
-def pack_channel_tables(tables: ChannelTables) -> bytes:
-    """``lo`` int32 ``[D]``, ``support`` uint32 ``[D]``, then the counts, all little-endian."""
-    support = np.asarray(tables.support, dtype="<u4")
-    return b"".join(
-        [tables.lo.astype("<i4").tobytes(), support.tobytes(), *(f.astype("<u4").tobytes() for f in tables.freq)]
-    )
-
-
-def unpack_channel_tables(payload: bytes, num_channels: int) -> ChannelTables:
-    """Inverse of :func:`pack_channel_tables`; every length is checked before it is used.
-
-    Raises:
-        BitstreamError: if the payload is too short or long for its supports, or the tables
-            are invalid (a zero count, a support below 2, a range outside int32).
-    """
-    if len(payload) < 8 * num_channels:
-        raise BitstreamError(f"coding tables hold {len(payload)} bytes, need at least {8 * num_channels}")
-    lo = np.frombuffer(payload, dtype="<i4", count=num_channels).astype(np.int32)
-    support = np.frombuffer(payload, dtype="<u4", count=num_channels, offset=4 * num_channels).astype(np.int64)
-    if 4 * (2 * num_channels + int(support.sum())) != len(payload):
-        raise BitstreamError(
-            f"coding tables declare supports {support.tolist()[:8]} but hold {len(payload)} bytes; the file is corrupt"
-        )
-    freq, offset = [], 8 * num_channels
-    for s in support.tolist():
-        freq.append(np.frombuffer(payload, dtype="<u4", count=s, offset=offset).astype(np.uint32))
-        offset += 4 * s
-    try:
-        return ChannelTables(lo=lo, freq=tuple(freq))
-    except ValueError as exc:
-        raise BitstreamError(f"coding tables are invalid ({exc}); the file is corrupt") from exc
-
-
-def _channel_tables_bytes(payload: memoryview, num_channels: int) -> int:
-    """Bytes of the coding tables at the start of ``payload`` (from their declared supports)."""
-    if len(payload) < 8 * num_channels:
-        raise BitstreamError(f"coding tables hold {len(payload)} bytes, need at least {8 * num_channels}")
-    support = np.frombuffer(payload, dtype="<u4", count=num_channels, offset=4 * num_channels)
-    return 4 * (2 * num_channels + int(support.astype(np.int64).sum()))
-
 
 _CHECKSUM = struct.Struct("<I")
 
@@ -120,7 +86,7 @@ def _encode_part(part, value, tables: Mapping[str, ChannelTables], where: str) -
     if isinstance(part, CodingTablesPart):
         if not isinstance(value, ChannelTables) or value.num_channels != part.channels:
             raise ValueError(f"{where}: expected ChannelTables of {part.channels} channels, found {value!r:.80}")
-        return pack_channel_tables(value), []
+        return pack_tables(value), []
     if isinstance(part, RangePart):
         shape = (part.rows, part.channels)
         if not (isinstance(value, np.ndarray) and value.dtype == np.int32 and value.shape == shape):
@@ -198,10 +164,7 @@ def _decode_part(
             raise BitstreamError(f"{where} holds NaN or infinity; the file is corrupt")
         return array, count * itemsize
     if isinstance(part, CodingTablesPart):
-        size = _channel_tables_bytes(payload, part.channels)
-        if size > len(payload):
-            raise BitstreamError(f"{where} declares {size} bytes of coding tables, the section holds {len(payload)}")
-        return unpack_channel_tables(bytes(payload[:size]), part.channels), size
+        return unpack_tables(payload, 0, part.channels, where)
     if isinstance(part, RangePart) and check:
         check_stream(bytes(payload), part.rows, tables[part.tables], max_rows=part.rows)
         return None, len(payload)
@@ -220,6 +183,7 @@ def decode_section(
     codings: Sequence[str],
     tables: Mapping[str, ChannelTables],
     where: str,
+    suffix: str,
     check: bool = False,
 ) -> Dict[str, Any]:
     """``part name -> value`` of one section.
@@ -228,8 +192,10 @@ def decode_section(
         section: the section's layout (from the rebuilt model).
         payload: the section's bytes (untrusted).
         codings: the codings of the section's index parts, in order (validated).
-        tables: the coding tables decoded so far, by shared section suffix.
+        tables: the coding tables decoded so far, by section suffix.
         where: the section's name, for messages.
+        suffix: the section's suffix in its table's layout (a range-coded part may name its own
+            section's tables).
         check: only check the payload's lengths (streams against what their words can hold);
             the values of floats and streams are then None.
 
@@ -248,6 +214,8 @@ def decode_section(
         coding = coding_of.get(part_name)
         values[part_name], used = _decode_part(part, view[offset:], coding, tables, f"'{where}' {part_name}", check)
         offset += used
+        if isinstance(part, CodingTablesPart):
+            tables = {**tables, suffix: values[part_name]}
     if offset != len(payload):
         raise BitstreamError(
             f"section '{where}' holds {len(payload) - offset} bytes beyond its parts; the file is corrupt"
@@ -320,12 +288,15 @@ def decode_symbols(
     for suffix, section in layout.shared.items():
         where = f"{name}.{suffix}"
         payload = required_section(sections, where)
-        symbols.shared[suffix] = decode_section(section, payload, section_codings(section), tables, where, check)
+        symbols.shared[suffix] = decode_section(
+            section, payload, section_codings(section), tables, where, suffix, check
+        )
         for value in symbols.shared[suffix].values():
             if isinstance(value, ChannelTables):
                 tables[suffix] = value
     for level, section in enumerate(layout.levels[:num_levels]):
         where = level_section_name(name, level)
         payload = required_section(sections, where)
-        symbols.levels.append(decode_section(section, payload, section_codings(section), tables, where, check))
+        codings_here = section_codings(section)
+        symbols.levels.append(decode_section(section, payload, codings_here, tables, where, f"l{level}", check))
     return symbols

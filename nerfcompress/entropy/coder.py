@@ -4,7 +4,8 @@ Follows the constriction recipe of STYLE.md section 3. The encoder turns a proba
 function per channel into integer counts (:func:`quantize_pmf`): a learned prior evaluated once
 (float64, CPU), or the latents' own symbol frequencies (:func:`empirical_pmf`), which is what
 SHACIRA files store because it is the shortest static code for the latents written. The counts
-are stored in the file and are all the decoder ever sees, so encoder and decoder build
+are stored in the file (:func:`pack_tables`, each channel's total chosen by :func:`cheapest_tables`)
+and are all the decoder ever sees, so encoder and decoder build
 bit-identical ``Categorical(freq.astype(float64), perfect=False)`` models on any machine.
 Channels are coded one after another (0 .. D-1) into one range-coder stream of little-endian
 ``uint32`` words.
@@ -27,6 +28,7 @@ import constriction
 import numpy as np
 
 from nerfcompress.errors import BitstreamError
+from nerfcompress.varint import encode_uvarints, read_uvarints, unzigzag, zigzag
 
 CODER = "constriction.stream.queue.RangeEncoder+Categorical(perfect=False)"
 """The coder every range-coded stream of a file uses, as the header records it."""
@@ -218,6 +220,101 @@ def build_tables(
             raise ValueError(f"channel {c}: range of {support} integers exceeds total={total}")
         freq.append(quantize_pmf(pmf_fn(c, int(lo[c]), support), total))
     return ChannelTables(lo=lo.astype(np.int32), freq=tuple(freq))
+
+
+MAX_COUNT_BYTES = 4
+"""Longest stored count (LEB128): a channel's counts sum to at most ``2**24``."""
+TABLE_TOTALS = tuple(1 << k for k in range(6, 17))
+"""Count totals :func:`cheapest_tables` chooses from, per channel."""
+
+
+def pack_tables(tables: ChannelTables) -> bytes:
+    """The stored form of coding tables: per channel, one after another, the zigzag LEB128 of
+    ``lo``, the LEB128 of ``S - 2``, then the ``S`` counts in LEB128 (:mod:`nerfcompress.varint`).
+    A small table takes a few bytes: a count under 128 is one byte."""
+    values = []
+    for lo, freq in zip(tables.lo.tolist(), tables.freq):
+        values += [zigzag(lo), freq.size - 2, *freq.tolist()]
+    return encode_uvarints(values)
+
+
+def unpack_tables(data: memoryview, offset: int, num_channels: int, what: str) -> Tuple[ChannelTables, int]:
+    """The coding tables :func:`pack_tables` wrote at ``data[offset:]`` (untrusted).
+
+    Every count is read from bytes the data holds (a count takes at least one), so a declared
+    support the data cannot hold is refused before anything is allocated.
+
+    Returns:
+        ``(tables, offset after them)``.
+
+    Raises:
+        BitstreamError: if the data ends first, a count is 0, a channel's counts sum above
+            ``2**24`` or its range leaves int32.
+    """
+    lo, freq = [], []
+    for channel in range(num_channels):
+        where = f"{what} channel {channel}"
+        (lo_code, support), offset = read_uvarints(data, offset, 2, max_bytes=5, what=where)
+        low, support = unzigzag(int(lo_code)), int(support) + 2
+        if support > _MAX_TOTAL:
+            raise BitstreamError(f"{where}: a table of {support} symbols, at most 2**24; the file is corrupt")
+        counts, offset = read_uvarints(data, offset, support, max_bytes=MAX_COUNT_BYTES, what=where)
+        if counts.min() < 1 or int(counts.sum()) > _MAX_TOTAL:
+            raise BitstreamError(
+                f"{where}: counts with minimum {int(counts.min())} summing to {int(counts.sum())}, expected counts "
+                ">= 1 summing to at most 2**24; the file is corrupt"
+            )
+        if not -(2**31) <= low <= _INT32_MAX - support + 1:
+            raise BitstreamError(f"{where}: symbols {low} .. {low + support - 1} leave int32; the file is corrupt")
+        lo.append(low)
+        freq.append(counts.astype(np.uint32))
+    return ChannelTables(lo=np.array(lo, dtype=np.int32), freq=tuple(freq)), offset
+
+
+def cheapest_counts(pmf: np.ndarray, histogram: np.ndarray) -> np.ndarray:
+    """``quantize_pmf(pmf, total)`` for the total of :data:`TABLE_TOTALS` (at least ``S``) that
+    minimises the stored counts' bits plus the ideal code length of ``histogram`` under them.
+
+    A level of a few hundred rows costs less with coarse counts (fewer bytes each) than it loses
+    to their precision; a level of thousands of rows takes the finest.
+
+    Args:
+        pmf: float64 ``[S]``, as :func:`quantize_pmf`.
+        histogram: float64 ``[S]``, how often each symbol is coded.
+
+    Returns:
+        uint32 ``[S]`` counts.
+
+    Raises:
+        ValueError: if ``S`` exceeds every total, or as :func:`quantize_pmf`.
+    """
+    best = None
+    for total in TABLE_TOTALS:
+        if total < pmf.size:
+            continue
+        counts = quantize_pmf(pmf, total)
+        bits = float(histogram @ (math.log2(total) - np.log2(counts.astype(np.float64))))
+        cost = bits + 8 * len(encode_uvarints(counts.tolist()))
+        if best is None or cost < best[0]:
+            best = (cost, counts)
+    if best is None:
+        raise ValueError(f"a table of {pmf.size} symbols exceeds the largest total {TABLE_TOTALS[-1]}")
+    return best[1]
+
+
+def cheapest_tables(latents: np.ndarray, pmf_fn: Callable[[int, int, int], np.ndarray]) -> ChannelTables:
+    """:func:`build_tables` with each channel's counts from :func:`cheapest_counts` for the latents' histogram.
+
+    Args:
+        latents: int32 ``[rows, D]``, ``rows >= 1``.
+        pmf_fn: as :func:`build_tables`.
+    """
+    ranges = build_tables(latents, pmf_fn, total=TABLE_TOTALS[-1])
+    freq = []
+    for c, (lo, support) in enumerate(zip(ranges.lo.tolist(), ranges.support)):
+        histogram = np.bincount(latents[:, c].astype(np.int64) - lo, minlength=support).astype(np.float64)  # [S]
+        freq.append(cheapest_counts(pmf_fn(c, lo, support), histogram))
+    return ChannelTables(lo=ranges.lo, freq=tuple(freq))
 
 
 def _models(tables: ChannelTables) -> list:

@@ -8,16 +8,11 @@ of the coding next to the bytes:
   ``r*b .. r*b + b - 1``, least significant bit first; stream bit ``j`` is bit ``j % 8``
   (value ``1 << (j % 8)``) of byte ``j // 8`` (little-endian bit order, numpy's
   ``packbits(..., bitorder="little")``). Unused high bits of the last byte are zero.
-* ``"range"``: integer frequency tables from the level's own index histogram, then the
-  range-coded indices (the constriction recipe of STYLE.md, via :mod:`nerfcompress.entropy.coder`)::
-
-      1      lo, uint8 (smallest coded index)
-      1      S - 1, uint8 (the table covers lo .. lo + S - 1 < K, S >= 2)
-      2 * S  counts, uint16 little-endian, each >= 1, summing to 2**16
-      rest   range-coder stream, uint32 little-endian words
-
-  Counts are ``quantize_pmf(histogram[lo : lo + S], 2**16)``; since ``S >= 2`` and every count
-  is at least 1, each fits in 16 bits.
+* ``"range"``: the integer coding table of the level's own index histogram
+  (:func:`~nerfcompress.entropy.coder.pack_tables`, one channel covering ``lo .. lo + S - 1 < K``,
+  ``S >= 2``, its count total chosen by :func:`~nerfcompress.entropy.coder.cheapest_counts`),
+  then the range-coded indices (the constriction recipe of STYLE.md, via
+  :mod:`nerfcompress.entropy.coder`), uint32 little-endian words.
 
 Example:
     >>> coding, data = encode_indices(indices, bits=4)       # indices: uint8 [rows]
@@ -30,14 +25,19 @@ from typing import Tuple
 
 import numpy as np
 
-from nerfcompress.entropy.coder import ChannelTables, check_stream, decode_latents, encode_latents, quantize_pmf
+from nerfcompress.entropy.coder import (
+    ChannelTables,
+    cheapest_counts,
+    check_stream,
+    decode_latents,
+    encode_latents,
+    pack_tables,
+    unpack_tables,
+)
 from nerfcompress.errors import BitstreamError
 
 CODINGS = ("packed", "range")
 """Names of the two index codings, as recorded in the file header."""
-
-COUNT_TOTAL = 1 << 16
-"""Sum of the stored counts of a ``"range"`` level."""
 
 MAX_BITS = 8
 
@@ -98,16 +98,17 @@ def unpack_indices(data: bytes, num_rows: int, bits: int) -> np.ndarray:
 
 
 def _histogram_tables(indices: np.ndarray, bits: int) -> ChannelTables:
+    """The cheapest table of the level's histogram, covering at least two of its ``2**bits`` indices."""
     codebook_size = 1 << bits
     histogram = np.bincount(indices, minlength=codebook_size).astype(np.float64)  # [K]
     lo = min(int(indices.min()), codebook_size - 2)
     hi = max(int(indices.max()), lo + 1)
-    counts = quantize_pmf(histogram[lo : hi + 1], COUNT_TOTAL)
+    counts = cheapest_counts(histogram[lo : hi + 1], histogram[lo : hi + 1])
     return ChannelTables(lo=np.array([lo], np.int32), freq=(counts,))
 
 
 def range_code_indices(indices: np.ndarray, bits: int) -> bytes:
-    """The ``"range"`` coding of a level (tables then stream; see the module docstring).
+    """The ``"range"`` coding of a level (table then stream; see the module docstring).
 
     Raises:
         ValueError: as :func:`pack_indices`, or if ``indices`` is empty.
@@ -116,32 +117,18 @@ def range_code_indices(indices: np.ndarray, bits: int) -> bytes:
     if indices.size == 0:
         raise ValueError("cannot range-code an empty level")
     tables = _histogram_tables(indices, bits)
-    counts = tables.freq[0]
-    head = bytes([int(tables.lo[0]), counts.size - 1]) + counts.astype("<u2").tobytes()
-    return head + encode_latents(indices.astype(np.int32)[:, None], tables)
+    return pack_tables(tables) + encode_latents(indices.astype(np.int32)[:, None], tables)
 
 
-def _range_tables(data: bytes, bits: int) -> ChannelTables:
-    """The stored frequency table at the start of a ``"range"`` level, checked."""
-    if len(data) < 2:
-        raise BitstreamError(f"range-coded indices hold {len(data)} bytes, need at least 2; the file is truncated")
-    lo, support = data[0], data[1] + 1
-    if lo + support > 1 << bits:
+def _range_tables(data: bytes, bits: int) -> Tuple[ChannelTables, int]:
+    """The stored table at the start of a ``"range"`` level, checked, and the bytes it takes."""
+    tables, used = unpack_tables(memoryview(data), 0, 1, "index table")
+    lo, support = int(tables.lo[0]), tables.support[0]
+    if lo < 0 or lo + support > 1 << bits:
         raise BitstreamError(
             f"index table covers {lo} .. {lo + support - 1}, outside [0, {1 << bits}); the file is corrupt"
         )
-    if len(data) < 2 + 2 * support:
-        raise BitstreamError(
-            f"range-coded indices hold {len(data)} bytes, the {support}-entry table alone needs {2 + 2 * support}; "
-            "the file is truncated"
-        )
-    counts = np.frombuffer(data, dtype="<u2", count=support, offset=2).astype(np.uint32)
-    if int(counts.sum()) != COUNT_TOTAL or counts.min() < 1:
-        raise BitstreamError(
-            f"index counts sum to {int(counts.sum())} with minimum {int(counts.min())}, expected a sum of "
-            f"{COUNT_TOTAL} and counts >= 1; the file is corrupt"
-        )
-    return ChannelTables(lo=np.array([lo], np.int32), freq=(counts,))
+    return tables, used
 
 
 def range_decode_indices(data: bytes, num_rows: int, bits: int) -> np.ndarray:
@@ -153,8 +140,8 @@ def range_decode_indices(data: bytes, num_rows: int, bits: int) -> np.ndarray:
     Raises:
         BitstreamError: on a table that leaves ``[0, 2**b)``, bad counts, or a damaged stream.
     """
-    tables = _range_tables(data, bits)
-    symbols = decode_latents(data[2 + 2 * tables.support[0] :], num_rows, tables, max_rows=num_rows)
+    tables, used = _range_tables(data, bits)
+    symbols = decode_latents(data[used:], num_rows, tables, max_rows=num_rows)
     return symbols[:, 0].astype(np.uint8)
 
 
@@ -220,15 +207,14 @@ def check_indices(coding: str, data: bytes, num_rows: int, bits: int) -> None:
                 "the file is truncated or corrupt"
             )
     elif coding == "range":
-        tables = _range_tables(data, bits)
-        check_stream(data[2 + 2 * tables.support[0] :], num_rows, tables, max_rows=num_rows)
+        tables, used = _range_tables(data, bits)
+        check_stream(data[used:], num_rows, tables, max_rows=num_rows)
     else:
         raise BitstreamError(f"index coding {coding!r:.40} is unknown (expected one of {CODINGS}); the file is corrupt")
 
 
 __all__ = [
     "CODINGS",
-    "COUNT_TOTAL",
     "check_indices",
     "decode_indices",
     "encode_indices",

@@ -33,6 +33,9 @@ class LinearDecoder(nn.Linear):
         init_scale: weights start uniform in ``[-s, s]``, the bias at zero.
     """
 
+    per_level = False
+    """Whether every parameter is ``[L, ...]``, row ``l`` level ``l``'s alone (stored in the level's section)."""
+
     def __init__(self, latent_dim: int, num_features: int, init_scale: float) -> None:
         super().__init__(latent_dim, num_features)
         nn.init.uniform_(self.weight, -init_scale, init_scale)
@@ -61,6 +64,9 @@ class LevelDiagonalDecoder(nn.Module):
         num_features: ``F`` (= ``D``).
         init_scale: every scale starts at ``s`` (the lattice step of every feature), shifts at 0.
     """
+
+    per_level = True
+    """Every parameter is ``[L, F]``, row ``l`` level ``l``'s alone (stored in the level's section)."""
 
     def __init__(self, level_rows: Sequence[int], num_features: int, init_scale: float) -> None:
         super().__init__()

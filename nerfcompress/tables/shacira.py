@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nerfcompress.entropy.coder import ChannelTables, build_tables, empirical_pmf
+from nerfcompress.entropy.coder import ChannelTables, cheapest_tables, empirical_pmf
 from nerfcompress.entropy.factorized import FactorizedPrior, knot_span_bound
 from nerfcompress.tables.base import FeatureTable
 from nerfcompress.tables.decoders import DecoderKind, build_decoder
@@ -34,10 +34,11 @@ moves by about its learning rate per Adam step (under 0.2 at the defaults)."""
 class ShaciraTable(FeatureTable):
     """Latent table with annealed soft rounding and a learned entropy model.
 
-    Stored form (kind ``"shacira"``, setting ``latent_dim``): shared sections ``cdf`` (the
-    integer coding tables the exporter derives from the prior, one per channel) and ``decoder``
-    (fp16 weight ``[F, D]`` and bias ``[F]``); level ``l``'s section holds its integer latents
-    ``[rows_l, D]`` range-coded under ``cdf``. The prior itself is not stored.
+    Stored form (kind ``"shacira"``, setting ``latent_dim``): level ``l``'s section holds the
+    level's decoder parameters (fp16) if the decoder is per level, its integer coding tables (one
+    per channel, :meth:`coding_tables`), then its integer latents ``[rows_l, D]`` range-coded under
+    them; a shared decoder's fp16 parameters are the shared section ``decoder``. So a level's
+    section is all its level needs. The prior itself is not stored.
 
     Args:
         num_rows: total rows of the grid.
@@ -253,14 +254,15 @@ class ShaciraTable(FeatureTable):
 
     @staticmethod
     def coding_tables(latents: np.ndarray) -> ChannelTables:
-        """The integer tables the file codes ``latents`` (int32 ``[rows, D]``) with: each channel's
-        symbol frequencies (:func:`~nerfcompress.entropy.coder.empirical_pmf`).
+        """The integer tables the file codes one level's ``latents`` (int32 ``[rows, D]``, rows >= 1)
+        with: each channel's symbol frequencies (:func:`~nerfcompress.entropy.coder.empirical_pmf`)
+        at the count precision that costs the fewest bytes (:func:`~nerfcompress.entropy.coder.cheapest_tables`).
 
         The learned prior only shapes the latents during training. Coding with it instead cost
         34 % more on lego100 (demo budget, per-level decoder, lambda 1e-2: the main grid's
         latents 94.7 KB under the prior's tables against 72.0 KB at their empirical entropy),
         because its masses are fitted to noisy continuous latents, not to the rounded ones."""
-        return build_tables(latents, empirical_pmf(latents))
+        return cheapest_tables(latents, empirical_pmf(latents))
 
     def storages(self) -> Tuple[str, ...]:
         return ("shacira",)
@@ -268,11 +270,15 @@ class ShaciraTable(FeatureTable):
     def symbol_layout(self, storage: Optional[str] = None) -> SymbolLayout:
         self.check_storage(storage)
         dim = self.latent_dim
-        shared = {
-            "cdf": {"tables": CodingTablesPart(dim)},
-            "decoder": {name: FloatPart(tuple(p.shape)) for name, p in self.decoder.named_parameters()},
-        }
-        levels = tuple({"latents": RangePart(rows, dim, "cdf")} for rows in self.level_rows)
+        parameters = dict(self.decoder.named_parameters())
+        if self.decoder.per_level:  # [L, ...] each: level l's row goes with level l
+            shared, decoder = {}, {name: FloatPart(tuple(p.shape[1:])) for name, p in parameters.items()}
+        else:
+            shared, decoder = {"decoder": {name: FloatPart(tuple(p.shape)) for name, p in parameters.items()}}, {}
+        levels = tuple(
+            {**decoder, "tables": CodingTablesPart(dim), "latents": RangePart(rows, dim, f"l{level}")}
+            for level, rows in enumerate(self.level_rows)
+        )
         return SymbolLayout("shacira", {"latent_dim": dim}, shared, levels)
 
     @torch.no_grad()
@@ -281,9 +287,17 @@ class ShaciraTable(FeatureTable):
         latents = self.integer_latents().cpu().numpy()  # int32 [rows, D]
         decoder = {name: p.detach().cpu().float().numpy() for name, p in self.decoder.named_parameters()}
         levels = np.split(latents, np.cumsum(self.level_rows)[:-1])
+        per_level = self.decoder.per_level
         return TableSymbols(
-            shared={"cdf": {"tables": self.coding_tables(latents)}, "decoder": decoder},
-            levels=[{"latents": level} for level in levels],
+            shared={} if per_level else {"decoder": decoder},
+            levels=[
+                {
+                    **({name: values[level] for name, values in decoder.items()} if per_level else {}),
+                    "tables": self.coding_tables(latents_l),
+                    "latents": latents_l,
+                }
+                for level, latents_l in enumerate(levels)
+            ],
         )
 
     @torch.no_grad()
@@ -296,5 +310,9 @@ class ShaciraTable(FeatureTable):
             self.latents[offset : offset + len(level)] = level.to(self.latents.dtype)
             offset += len(level)
         for name, param in self.decoder.named_parameters():
-            param.copy_(torch.from_numpy(symbols.shared["decoder"][name]))
+            if self.decoder.per_level:  # levels not decoded keep their parameters: their latents are zero
+                for level, values in enumerate(symbols.levels):
+                    param[level] = torch.from_numpy(values[name])
+            else:
+                param.copy_(torch.from_numpy(symbols.shared["decoder"][name]))
         self.clear_cache()

@@ -14,7 +14,7 @@ levels. A section is an ordered list of named parts:
 * :class:`CodingTablesPart`: integer coding tables (:class:`~nerfcompress.entropy.coder.ChannelTables`)
   that the encoder derives from a learned prior; stored, so the decoder never evaluates a float model.
 * :class:`RangePart`: int32 symbols ``[rows, channels]`` range-coded under the coding tables of
-  a shared section.
+  a shared section or of its own section (a level that carries its own tables).
 * :class:`IndexPart`: uint8 symbols in ``[0, 2**bits)``, bit-packed or range-coded with their
   own histogram, whichever is smaller.
 
@@ -56,7 +56,8 @@ class CodingTablesPart:
 
 @dataclass(frozen=True)
 class RangePart:
-    """int32 ``[rows, channels]`` range-coded under the :class:`CodingTablesPart` of shared section ``tables``."""
+    """int32 ``[rows, channels]`` range-coded under the :class:`CodingTablesPart` of section ``tables``
+    (a shared section's suffix, or ``"l<level>"`` of the part's own level section)."""
 
     rows: int
     channels: int
@@ -94,8 +95,9 @@ class SymbolLayout:
 
     Raises:
         ValueError: if a range- or index-coded part is followed by another part, a
-            :class:`RangePart` names a shared section that is not one :class:`CodingTablesPart`
-            of its width, or a suffix looks like a level section's.
+            :class:`RangePart` names neither a shared section nor its own, or a section without
+            exactly one :class:`CodingTablesPart` of its width, or a suffix looks like a level
+            section's.
     """
 
     kind: str
@@ -113,9 +115,10 @@ class SymbolLayout:
                 if isinstance(part, (RangePart, IndexPart)) and index != len(parts) - 1:
                     raise ValueError(f"section {where}: a {type(part).__name__} must be the section's last part")
                 if isinstance(part, RangePart):
-                    tables = list(self.shared.get(part.tables, {}).values())
-                    if len(tables) != 1 or tables[0] != CodingTablesPart(part.channels):
-                        raise ValueError(f"section {where}: {part} needs shared section '{part.tables}' of its tables")
+                    source = section if part.tables == where else self.shared.get(part.tables, {})
+                    tables = [p for p in source.values() if isinstance(p, CodingTablesPart)]
+                    if tables != [CodingTablesPart(part.channels)]:
+                        raise ValueError(f"section {where}: {part} needs one table of its width in '{part.tables}'")
 
     def sections(self) -> List[Tuple[str, Section]]:
         """``(suffix, section)`` in file order within the table: shared ones, then ``"l<level>"``."""

@@ -12,15 +12,14 @@ from nerfcompress.bitstream.container import (
 )
 from nerfcompress.bitstream.levels import decodable_levels, level_prefix_bytes
 from nerfcompress.bitstream.model_codec import UnsupportedTableError, decode_tables, encode_tables
-from nerfcompress.bitstream.symbol_codec import pack_channel_tables, unpack_channel_tables
-from nerfcompress.entropy.coder import ChannelTables, decode_latents
+from nerfcompress.entropy.coder import decode_latents, unpack_tables
 from nerfcompress.errors import BitstreamError
 from nerfcompress.grid import GridLayout, interp_torch
 from nerfcompress.tables import FeatureTable, PlainTable, ShaciraTable, VqadTable
 
 # SHA-256 of the tiny export built by _fixed_tables(); changes only with the file format or how its
 # coding tables are made (and with zlib's deflate output for the header, identical for every stock zlib).
-GOLDEN_SHA256 = "e80b929c5ae9b25c6f8cd14bc2536f6a775f10b3b45e26e5d7ffd911ae1eb465"
+GOLDEN_SHA256 = "084717054fd847a0102feaa26e9dbd873d585a39ce3410928dc8b4efeac0740f"
 
 
 def _fixed_tables() -> tuple[ShaciraTable, PlainTable]:
@@ -48,7 +47,7 @@ def _export(tables) -> bytes:
 def test_round_trip_restores_integer_latents_and_fp16_values():
     shacira, plain = _fixed_tables()
     header, sections = read_container(_export([shacira, plain]))
-    assert list(sections) == ["g0.cdf", "g0.decoder", "g0.l0", "g1.l0", "g0.l1", "g1.l1"]
+    assert list(sections) == ["g0.decoder", "g0.l0", "g1.l0", "g0.l1", "g1.l1"]
     assert [g["level_rows"] for g in header["grids"]] == [[8, 32], [8, 8]]
     fresh = _fresh_fixed_tables()
     decode_tables(header["grids"], sections, fresh)
@@ -58,14 +57,18 @@ def test_round_trip_restores_integer_latents_and_fp16_values():
     assert "decoder" not in header["grids"][0]  # shapes come from the rebuilt table's layout
 
 
-def test_each_shacira_level_is_its_own_bit_exact_stream_under_the_shared_tables():
+def test_each_shacira_level_is_its_own_bit_exact_stream_under_its_own_tables():
     shacira, plain = _fixed_tables()
     header, sections = read_container(_export([shacira, plain]))
-    tables = unpack_channel_tables(sections["g0.cdf"], 2)
     latents = shacira.integer_latents().numpy()
-    # each level: a checksum of its latents, then the stream
-    np.testing.assert_array_equal(decode_latents(sections["g0.l0"][4:], 8, tables), latents[:8])
-    np.testing.assert_array_equal(decode_latents(sections["g0.l1"][4:], 32, tables), latents[8:])
+    # each level: a checksum of its latents, its coding tables, then the stream
+    for name, rows in (("g0.l0", slice(0, 8)), ("g0.l1", slice(8, 40))):
+        payload = memoryview(sections[name])
+        tables, used = unpack_tables(payload, 4, 2, name)
+        assert [int(f.sum()) for f in tables.freq] == [f.sum() for f in shacira.coding_tables(latents[rows]).freq]
+        np.testing.assert_array_equal(
+            decode_latents(bytes(payload[used:]), rows.stop - rows.start, tables), latents[rows]
+        )
     fresh = _fresh_fixed_tables()
     decode_tables(header["grids"], {k: v for k, v in sections.items() if not k.endswith(".l1")}, fresh, num_levels=1)
     assert torch.equal(fresh[0].integer_latents()[:8], shacira.integer_latents()[:8])
@@ -80,19 +83,13 @@ def test_golden_sha256_of_a_tiny_export():
     assert digest == GOLDEN_SHA256
 
 
-def test_channel_tables_round_trip_and_reject_bad_lengths():
-    tables = ChannelTables(
-        lo=np.array([-3, 0], np.int32), freq=(np.array([1, 5, 2], np.uint32), np.array([7, 1], np.uint32))
-    )
-    payload = pack_channel_tables(tables)
-    back = unpack_channel_tables(payload, 2)
-    assert back.lo.tolist() == [-3, 0] and [f.tolist() for f in back.freq] == [[1, 5, 2], [7, 1]]
-    for bad in (payload[:-4], payload + b"\0\0\0\0", payload[:6]):
+def test_a_level_section_with_its_tables_damaged_or_extended_is_refused():
+    shacira, plain = _fixed_tables()
+    header, sections = read_container(_export([shacira, plain]))
+    level = sections["g0.l0"]
+    for bad in (level[:5], level[:4] + b"\x80" * 12, level + b"\0\0\0\0"):
         with pytest.raises(BitstreamError):
-            unpack_channel_tables(bad, 2)
-    zero_count = payload[:16] + b"\0\0\0\0" + payload[20:]
-    with pytest.raises(BitstreamError, match="invalid"):
-        unpack_channel_tables(zero_count, 2)
+            decode_tables(header["grids"], {**sections, "g0.l0": bad}, _fresh_fixed_tables())
 
 
 def test_mismatched_model_or_damaged_sections_raise_bitstream_error():
@@ -104,7 +101,7 @@ def test_mismatched_model_or_damaged_sections_raise_bitstream_error():
         decode_tables(header["grids"], sections, [ShaciraTable(40, 2), PlainTable(16, 2)])
     with pytest.raises(BitstreamError, match="stored as"):
         decode_tables(header["grids"], sections, [PlainTable(40, 2), PlainTable(16, 2)])
-    for name in ("g0.l1", "g0.cdf", "g0.decoder", "g1.l0"):
+    for name in ("g0.l1", "g0.decoder", "g1.l0"):
         with pytest.raises(BitstreamError, match=f"section '{name}' is missing"):
             decode_tables(header["grids"], {k: v for k, v in sections.items() if k != name}, _fresh_fixed_tables())
     with pytest.raises(BitstreamError):
@@ -185,7 +182,7 @@ def test_damaged_vqad_sections_raise_bitstream_error():
         ({"g0.l0": payloads["g0.l0"][:-1]}, "packed indices hold"),
         ({"g0.l0": payloads["g0.l0"][:10]}, "codebook needs 64 bytes"),
         ({"g0.l1": level[:-4]}, "stream"),
-        ({"g0.l1": level[: 4 + 64] + bytes([15]) + level[4 + 65 :]}, "index table covers 15"),
+        ({"g0.l1": level[: 4 + 64] + bytes([2 * 15]) + level[4 + 65 :]}, "index table covers 15"),  # zigzag lo
         ({"g0.l1": nan_codebook}, "NaN or infinity"),
     ):
         with pytest.raises(BitstreamError, match=message):
@@ -208,13 +205,13 @@ def test_level_sections_follow_the_per_grid_parts_coarse_level_first_across_grid
     tables = [shacira, _vqad_table(2, level_rows=(8, 64)), PlainTable(16, 2)]
     grids, sections = encode_tables(tables, ["a", "b", "c"])
     names = [name for name, _ in sections]
-    assert names == ["a.cdf", "a.decoder", "a.l0", "b.l0", "c.l0", "a.l1", "b.l1", "a.l2"]
+    assert names == ["a.decoder", "a.l0", "b.l0", "c.l0", "a.l1", "b.l1", "a.l2"]
     assert [len(g["level_rows"]) for g in grids] == [3, 2, 1]
     header, read = read_container(write_container({"grids": grids}, sections))
     assert decodable_levels(header["grids"], list(read)) == 3
-    assert decodable_levels(header["grids"], names[:6]) == 1  # b.l1 is missing
-    assert decodable_levels(header["grids"], names[:7]) == 2  # c has no level 1: it does not hold level 2 back
-    assert decodable_levels(header["grids"], names[:4]) == 0
+    assert decodable_levels(header["grids"], names[:5]) == 1  # b.l1 is missing
+    assert decodable_levels(header["grids"], names[:6]) == 2  # c has no level 1: it does not hold level 2 back
+    assert decodable_levels(header["grids"], names[:3]) == 0
 
 
 def _lod_file():
@@ -252,7 +249,7 @@ def test_a_prefix_cut_inside_level_k_decodes_k_levels_that_render_like_the_full_
     layouts, data, fresh, full = _lod_file()
     _, index = read_container_index(data)
     points = torch.rand(50, 3, generator=torch.Generator().manual_seed(0))
-    for entry in index[3:]:  # cameras, g0.cdf, g0.decoder come first
+    for entry in index[2:]:  # cameras, g0.decoder come first
         level = int(entry.name.split(".l")[1])
         header, sections, num_sections = read_container_prefix(data[: entry.offset + entry.length // 2])
         assert num_sections == len(index) and entry.name not in sections

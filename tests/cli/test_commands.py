@@ -126,7 +126,7 @@ def test_import_refuses_impossible_levels_and_short_prefixes_in_one_line(small_e
         capsys,
         "--max-levels 6 is more than the file's grids have (main 4, prop0 5, prop1 5)",
     )
-    short = _prefix_file(small_export, tmp_path, "main.decoder")
+    short = _prefix_file(small_export, tmp_path, "networks")  # the last section before the levels
     _fails_with(Import(file=short, output_dir=out, prefix=True), capsys, "without reaching a level section")
     no_level = _prefix_file(small_export, tmp_path, "prop1.l0")
     _fails_with(Import(file=no_level, output_dir=out, prefix=True), capsys, "holds no complete level")

@@ -7,10 +7,13 @@ import torch
 from nerfcompress.entropy.coder import (
     ChannelTables,
     build_tables,
+    cheapest_counts,
     decode_latents,
     encode_latents,
     estimate_bits,
+    pack_tables,
     quantize_pmf,
+    unpack_tables,
 )
 from nerfcompress.entropy.factorized import FactorizedPrior
 from nerfcompress.errors import BitstreamError
@@ -253,3 +256,43 @@ def test_the_coder_record_names_the_running_constriction_and_refuses_another_rel
     for bad in (None, "constriction", {**record, "name": "ans"}, {**record, "constriction": "latest"}, {}):
         with pytest.raises(BitstreamError, match="records its coder"):
             check_coder_record(bad)
+
+
+def test_stored_tables_round_trip_and_refuse_damage():
+    tables = ChannelTables(
+        lo=np.array([-3, 2**31 - 2], np.int32), freq=(np.array([1, 500, 2], np.uint32), np.array([7, 1], np.uint32))
+    )
+    payload = pack_tables(tables)
+    assert len(payload) == 1 + 1 + 4 + 5 + 1 + 2  # lo, S - 2, counts (500 takes two bytes); again
+    back, end = unpack_tables(memoryview(payload + b"x"), 0, 2, "t")
+    assert end == len(payload) and back.lo.tolist() == tables.lo.tolist()
+    assert [f.tolist() for f in back.freq] == [[1, 500, 2], [7, 1]]
+    with pytest.raises(BitstreamError, match="truncated"):
+        unpack_tables(memoryview(payload[:-1]), 0, 2, "t")
+    for bad, message in (
+        (bytes([6, 1, 1, 0, 1]), "counts with minimum 0"),  # a zero count
+        (bytes([6, 0]) + bytes([0xFF, 0xFF, 0xFF, 0x07]) * 2, "summing to"),  # 2 x (2**31 - 1)
+        (bytes([0xFE, 0xFF, 0xFF, 0xFF, 0x0F, 0, 1, 1]), "leave int32"),  # lo = 2**31 - 1 with S = 2
+        (bytes([0, 0x80, 0x80, 0x80, 0x10]), "symbols"),  # S beyond 2**24
+    ):
+        with pytest.raises(BitstreamError, match=message):
+            unpack_tables(memoryview(bad), 0, 1, "t")
+
+
+def test_the_cheapest_counts_cost_less_than_the_finest_and_more_rows_buy_precision():
+    rng = np.random.default_rng(0)
+    pmf = np.array([0.02, 0.1, 0.6, 0.2, 0.05, 0.03])
+
+    def cost(counts, histogram):
+        bits = histogram @ (np.log2(counts.sum()) - np.log2(counts.astype(np.float64)))
+        return bits + 8 * len(pack_tables(ChannelTables(lo=np.zeros(1, np.int32), freq=(counts,))))
+
+    totals = []
+    for rows in (50, 200_000):
+        histogram = np.bincount(rng.choice(6, size=rows, p=pmf), minlength=6).astype(np.float64)
+        counts = cheapest_counts(histogram, histogram)
+        assert cost(counts, histogram) < cost(quantize_pmf(histogram, 1 << 16), histogram)
+        totals.append(int(counts.sum()))
+    assert totals[0] < totals[1]  # more rows buy finer counts
+    with pytest.raises(ValueError, match="exceeds"):
+        cheapest_counts(np.ones(1 << 17), np.ones(1 << 17))

@@ -68,9 +68,9 @@ def test_truncated_files_short_prefixes_and_impossible_level_counts_raise(small_
     level1 = _section(data, "main.l1")
     with pytest.raises(BitstreamError, match="truncated"):
         decode_pipeline(data[: level1.offset], tmp_path)
-    decoder = _section(data, "prop1.decoder")
+    networks = _section(data, "networks")  # the last section before the levels
     with pytest.raises(BitstreamError, match="without reaching a level section"):
-        decode_pipeline(data[: decoder.offset + 3], tmp_path, prefix=True)
+        decode_pipeline(data[: networks.offset + 3], tmp_path, prefix=True)
     level0 = _section(data, "prop1.l0")
     with pytest.raises(BitstreamError, match="no complete level"):
         decode_pipeline(data[: level0.offset + 3], tmp_path, prefix=True)

@@ -59,6 +59,15 @@ def test_layouts_depend_on_configuration_only_and_symbols_fit_them(index):
         assert first.storage_for(layout.kind, dict(layout.settings)) == (storage or first.storages()[0])
 
 
+def _assert_same(ours, theirs) -> None:
+    """Equal symbol values: arrays element by element, coding tables by their ranges and counts."""
+    if isinstance(ours, ChannelTables):
+        np.testing.assert_array_equal(ours.lo, theirs.lo)
+        assert [f.tolist() for f in ours.freq] == [f.tolist() for f in theirs.freq]
+    else:
+        np.testing.assert_array_equal(ours, theirs)
+
+
 @pytest.mark.parametrize("index", range(3))
 def test_from_symbols_restores_what_to_symbols_gave_and_zeros_the_levels_left_out(index):
     table, fresh, coarse = _tables(0)[index], _tables(5)[index], _tables(6)[index]
@@ -68,12 +77,13 @@ def test_from_symbols_restores_what_to_symbols_gave_and_zeros_the_levels_left_ou
         again = fresh.to_symbols(storage)
         for ours, theirs in zip(symbols.levels, again.levels):
             for name in ours:
-                np.testing.assert_array_equal(ours[name], theirs[name])
+                _assert_same(ours[name], theirs[name])
         coarse.from_symbols(TableSymbols(symbols.shared, symbols.levels[:1]), storage)
         first, rest = coarse.to_symbols(storage).levels
         for name in symbols.levels[0]:
-            np.testing.assert_array_equal(first[name], symbols.levels[0][name])
-        assert not any(value.any() for value in rest.values()), rest
+            _assert_same(first[name], symbols.levels[0][name])
+        arrays = [value for value in rest.values() if isinstance(value, np.ndarray)]
+        assert arrays and not any(value.any() for value in arrays), rest
 
 
 def test_plain_storages_and_their_kinds():
@@ -89,7 +99,7 @@ def test_plain_storages_and_their_kinds():
 def test_layouts_refuse_parts_after_a_stream_and_streams_without_their_tables():
     with pytest.raises(ValueError, match="last part"):
         SymbolLayout("x", {}, {}, ({"a": IndexPart(4, 2), "b": FloatPart((1,))},))
-    with pytest.raises(ValueError, match="needs shared section 'cdf'"):
+    with pytest.raises(ValueError, match="needs one table of its width in 'cdf'"):
         SymbolLayout("x", {}, {}, ({"a": RangePart(4, 2, "cdf")},))
     with pytest.raises(ValueError, match="level section"):
         SymbolLayout("x", {}, {"l0": {"a": FloatPart((1,))}}, ())
