@@ -106,19 +106,52 @@ def encode_tables(
         storage = None if codec is None else codec.storage
         layout = table.symbol_layout(storage)
         codings, table_sections = encode_symbols(layout, table.to_symbols(storage), name)
-        grids.append(
-            {
-                "name": name,
-                "table": layout.kind,
-                "rows": table.num_rows,
-                "features": table.num_features,
-                "level_rows": list(table.level_rows),
-                **layout.settings,
-                **({"coding": codings} if codings else {}),
-            }
-        )
+        grids.append(_entry(table, layout.kind, layout.settings, name, codings))
         sections += table_sections
     return grids, order_sections(sections)
+
+
+def _entry(
+    table: FeatureTable, kind: str, settings: Mapping[str, int], name: str, codings: List[str]
+) -> Dict[str, Any]:
+    return {
+        "name": name,
+        "table": kind,
+        "rows": table.num_rows,
+        "features": table.num_features,
+        "level_rows": list(table.level_rows),
+        **settings,
+        **({"coding": codings} if codings else {}),
+    }
+
+
+def implied_entries(tables: Sequence[FeatureTable], names: Sequence[str], codings: Any) -> List[Dict[str, Any]]:
+    """The ``"grids"`` entries of tables written in their default storage, for a file whose
+    model settings alone fix every table (an image file): only each grid's index-part codings
+    (the list :func:`encode_tables` puts in an entry's ``"coding"``, ``[]`` for none) need storing.
+
+    Args:
+        tables: the rebuilt model's tables.
+        names: their section prefixes.
+        codings: the file's codings per grid (untrusted; None: no grid has index parts).
+
+    Returns:
+        Entries for :func:`decode_tables`, which checks the codings against each layout.
+
+    Raises:
+        BitstreamError: unless ``codings`` is None or a list of one list per table.
+    """
+    codings = [[] for _ in tables] if codings is None else codings
+    if not (isinstance(codings, list) and len(codings) == len(tables) and all(isinstance(c, list) for c in codings)):
+        raise BitstreamError(
+            f"file records codings {codings!r:.80}, expected a list of one list per grid ({len(tables)}); "
+            "the file is corrupt"
+        )
+    entries = []
+    for table, name, table_codings in zip(tables, names, codings):
+        layout = table.symbol_layout()
+        entries.append(_entry(table, layout.kind, layout.settings, name, table_codings))
+    return entries
 
 
 def _check_entry(entry: Any, table: FeatureTable, index: int) -> Optional[str]:

@@ -66,6 +66,9 @@ class Info:
             console.print(
                 f"grid {name} ({grid_kinds.get(name)}): {rows:,} rows, {bits / max(rows, 1):.3f} bits per row"
             )
+        if "grids" not in header:  # an image file: its model settings fix the grids, one level each
+            console.print("levels of detail: none (an image file decodes whole)")
+            return
         try:
             prefix_bytes = level_prefix_bytes(header.get("grids"), index)
             counts = grid_level_counts(header.get("grids"))

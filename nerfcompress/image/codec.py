@@ -3,7 +3,8 @@
 Header (JSON)::
 
     {"method": "shacira-image" | "vqad-image", "height": H, "width": W, "channels": C,
-     "model": ImageModelConfig fields, "grids": [table entries], "versions": {"nerfcompress": ...},
+     "model": ImageModelConfig fields, "versions": {"nerfcompress": ...},
+     "codings": [each grid's index codings]   (VQAD only: the model settings fix everything else),
      "coder": the range coder's record (:func:`~nerfcompress.entropy.coder.coder_record`)}
 
 A file whose coder record the running constriction cannot honour is refused before any stream is
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from nerfcompress.bitstream.container import read_container, required_section, write_container
-from nerfcompress.bitstream.model_codec import decode_tables, encode_tables
+from nerfcompress.bitstream.model_codec import decode_tables, encode_tables, implied_entries
 from nerfcompress.bitstream.quantized_tensors import decode_quantized_tensors, encode_quantized_tensors
 from nerfcompress.entropy.coder import check_coder_record, coder_record
 from nerfcompress.errors import BitstreamError
@@ -63,10 +64,11 @@ def encode_image(model: ImageModel, network_precisions: Sequence[int]) -> bytes:
         "width": model.width,
         "channels": model.channels,
         "model": model.config.to_header(),
-        "grids": grids,
         "versions": {"nerfcompress": _version("nerfcompress")},
         "coder": coder_record(),
     }
+    if any("coding" in entry for entry in grids):
+        header["codings"] = [entry.get("coding", []) for entry in grids]
     return write_container(header, sections)
 
 
@@ -112,7 +114,8 @@ def decode_image(data: bytes) -> Tuple[ImageModel, Dict[str, Any]]:
     except ValueError as exc:
         raise BitstreamError(f"file declares a model that cannot be built ({exc}); the file is corrupt") from exc
     model.eval()
-    decode_tables(header.get("grids"), sections, list(model.tables))
+    grids = implied_entries(list(model.tables), grid_names(model), header.get("codings"))
+    decode_tables(grids, sections, list(model.tables))
     params = network_tensors(model)
     values = decode_quantized_tensors(required_section(sections, NETWORK_SECTION), [p.numel() for p in params])
     for param, value in zip(params, values):

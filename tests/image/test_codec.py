@@ -120,6 +120,21 @@ def test_a_file_written_before_the_decoder_field_reads_with_the_shared_decoder()
         decode_image(write_container(header, list(sections.items())))
 
 
+def test_the_header_keeps_only_the_codings_the_model_settings_do_not_fix(encoded):
+    _, data = encoded
+    header, sections = read_container(data)
+    vqad = header["method"] == "vqad-image"
+    assert "grids" not in header and ("codings" in header) == vqad
+    damaged = [
+        {**header, "codings": bad} for bad in ("packed", [["packed"]], [["zip"]] * (len(sections) - 1))
+    ]  # one per grid, besides "net"
+    if vqad:
+        damaged.append({key: value for key, value in header.items() if key != "codings"})
+    for bad in damaged:
+        with pytest.raises(BitstreamError, match="codings"):
+            decode_image(write_container(bad, list(sections.items())))
+
+
 def test_a_file_from_another_range_coder_release_is_refused_before_decoding(encoded):
     _, data = encoded
     header, sections = read_container(data)
