@@ -7,12 +7,16 @@ variable-bitrate streaming of VQAD; NGLOD trains its levels jointly the same way
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 
-def coarse_to_fine_levels(step: int, min_levels: int, num_levels: int, full_fraction: float = 0.0) -> int:
+def coarse_to_fine_levels(
+    step: int, min_levels: int, num_levels: int, full_fraction: float = 0.0, last_step: Optional[int] = None
+) -> int:
     """Number of levels active at training ``step``: all of them with probability ``full_fraction``,
-    otherwise uniform in ``[min_levels, num_levels]``.
+    otherwise uniform in ``[min_levels, num_levels]``; all of them after ``last_step`` (None: never).
 
     Uniform counts alone train the finest level on only ``1 / (num_levels - min_levels + 1)`` of the
     steps; ``full_fraction`` gives the whole grid (the full file's quality) a share of its own.
@@ -30,6 +34,8 @@ def coarse_to_fine_levels(step: int, min_levels: int, num_levels: int, full_frac
         raise ValueError(f"min_levels must be in 1..num_levels={num_levels}, got {min_levels}")
     if not 0.0 <= full_fraction <= 1.0:
         raise ValueError(f"full_fraction must be in [0, 1], got {full_fraction}")
+    if last_step is not None and step > last_step:
+        return num_levels
     generator = torch.Generator().manual_seed(step)
     levels = int(torch.randint(min_levels, num_levels + 1, (), generator=generator))
     if full_fraction > 0.0 and float(torch.rand((), generator=generator)) < full_fraction:

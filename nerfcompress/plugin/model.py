@@ -203,6 +203,7 @@ class GridModel:
                 self.config.coarse_to_fine_min_levels,
                 main.layout.num_levels,
                 self.config.coarse_to_fine_full_fraction,
+                self.config.coarse_to_fine_last_step,
             )
             main.num_active_levels = levels
             if self.config.coarse_to_fine_proposals:

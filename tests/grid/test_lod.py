@@ -34,3 +34,10 @@ def test_full_fraction_keeps_every_level_on_that_share_of_the_steps_and_zero_cha
 def test_rejects_a_full_fraction_outside_zero_one(fraction):
     with pytest.raises(ValueError, match="full_fraction"):
         coarse_to_fine_levels(0, 1, 4, fraction)
+
+
+def test_no_step_after_the_last_one_truncates_and_the_steps_before_it_are_unchanged():
+    before = [coarse_to_fine_levels(step, 1, 8, 0.5) for step in range(200)]
+    cut = [coarse_to_fine_levels(step, 1, 8, 0.5, last_step=99) for step in range(200)]
+    assert cut[:100] == before[:100] and min(before[100:]) < 8
+    assert set(cut[100:]) == {8}
