@@ -29,6 +29,9 @@ _POSE = np.dtype([("quaternion", "<i2", (4,)), ("position", "<u2", (3,))])
 _SHARED = 1
 MAX_CAMERAS = 1 << 20
 """Most cameras a file may declare."""
+MAX_IMAGE_SIDE = 1 << 16
+"""Widest and tallest camera image a file may declare, in pixels (a 65,536-pixel side is 8x an
+8K frame's; nerfstudio allocates per pixel of a camera when one renders it)."""
 
 
 def camera_bytes(num_cameras: int, shared: bool) -> int:
@@ -88,7 +91,8 @@ def encode_cameras(c2w: np.ndarray, intrinsics: np.ndarray, size: np.ndarray) ->
         size: integer ``[N, 2]``: width, height.
 
     Raises:
-        ValueError: on wrong shapes, no camera, or non-finite values.
+        ValueError: on wrong shapes, no camera, non-finite values, or an image side outside
+            ``1 .. MAX_IMAGE_SIDE``.
     """
     c2w, intrinsics, size = np.asarray(c2w, np.float64), np.asarray(intrinsics, np.float32), np.asarray(size)
     num = len(c2w)
@@ -96,6 +100,8 @@ def encode_cameras(c2w: np.ndarray, intrinsics: np.ndarray, size: np.ndarray) ->
         raise ValueError(f"expected c2w [N, 3, 4] and intrinsics [N, 4], found {c2w.shape}, {intrinsics.shape}")
     if size.shape != (num, 2) or not (np.isfinite(c2w).all() and np.isfinite(intrinsics).all()):
         raise ValueError(f"expected size [N, 2] and finite poses and intrinsics, found size {size.shape}")
+    if not ((size >= 1) & (size <= MAX_IMAGE_SIDE)).all():
+        raise ValueError(f"camera images must be 1..{MAX_IMAGE_SIDE} pixels a side, found {size.min()}..{size.max()}")
     entries = np.zeros(num, _INTRINSICS)
     entries["focal_center"], entries["size"] = intrinsics, size
     shared = bool((entries == entries[0]).all())
@@ -119,7 +125,8 @@ def decode_cameras(payload: bytes, num_cameras: int) -> Tuple[np.ndarray, np.nda
 
     Raises:
         BitstreamError: if ``N`` is out of range or the payload is not exactly its length, or
-            a value is not finite, a size is zero or a quaternion is zero.
+            a value is not finite, a size is zero or above :data:`MAX_IMAGE_SIDE`, or a
+            quaternion is zero.
     """
     if isinstance(num_cameras, bool) or not isinstance(num_cameras, int) or not 1 <= num_cameras <= MAX_CAMERAS:
         raise BitstreamError(f"header declares {num_cameras!r:.40} cameras, expected 1..{MAX_CAMERAS}; corrupt file")
@@ -138,6 +145,10 @@ def decode_cameras(payload: bytes, num_cameras: int) -> Tuple[np.ndarray, np.nda
         raise BitstreamError("stored cameras hold NaN or infinity; the file is corrupt")
     if (entries["size"] == 0).any() or (np.abs(quaternions).sum(axis=-1) == 0).any():
         raise BitstreamError("a stored camera has zero width, height or rotation; the file is corrupt")
+    if (entries["size"] > MAX_IMAGE_SIDE).any():
+        raise BitstreamError(
+            f"a stored camera is {entries['size'].max()} pixels a side, at most {MAX_IMAGE_SIDE}; the file is corrupt"
+        )
     low, high = bounds[:3], bounds[3:]
     position = low + poses["position"].astype(np.float64) / 65535 * np.maximum(high - low, 0)
     c2w = np.concatenate([_rotations(quaternions), position[:, :, None]], axis=-1).astype(np.float32)

@@ -25,6 +25,9 @@ from PIL import Image
 CAMERAS_FILENAME = "cameras.json"
 PLACEHOLDER_FILENAME = "placeholder.png"
 _PLACEHOLDER_HEIGHT = 32
+_PLACEHOLDER_MAX_ASPECT = 64
+"""The placeholder image keeps the first camera's aspect ratio up to this (a file declared
+3,735,561 x 16 pixels in the fuzzer: a 7.5-megapixel-wide placeholder took 1.6 GB to write)."""
 
 
 def write_stored_cameras(directory: Path, cameras: Dict[str, Any]) -> None:
@@ -38,7 +41,8 @@ def write_stored_cameras(directory: Path, cameras: Dict[str, Any]) -> None:
     """
     (directory / CAMERAS_FILENAME).write_text(json.dumps(cameras), encoding="utf-8")
     width, height = cameras["size"][0]
-    placeholder_width = max(1, round(_PLACEHOLDER_HEIGHT * width / height))
+    aspect = min(max(width / height, 1 / _PLACEHOLDER_MAX_ASPECT), _PLACEHOLDER_MAX_ASPECT)  # bounded: a file sets it
+    placeholder_width = max(1, round(_PLACEHOLDER_HEIGHT * aspect))
     Image.new("RGB", (placeholder_width, _PLACEHOLDER_HEIGHT), (128, 128, 128)).save(directory / PLACEHOLDER_FILENAME)
 
 
