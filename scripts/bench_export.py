@@ -108,7 +108,7 @@ def export_bytes(model: GridNerfactoModel) -> Tuple[bytes, Dict[str, Any]]:
 def import_bytes(data: bytes, model: GridNerfactoModel) -> None:
     """file -> model state, as ``decode_pipeline`` after the model is built."""
     header, sections = read_container(data)
-    load_networks(header, sections, model)
+    load_networks(sections, model)
     decode_tables(header.get("grids"), sections, model.tables())
 
 
