@@ -53,6 +53,7 @@ from nerfcompress.tables.symbols import (
     Section,
     SymbolLayout,
     TableSymbols,
+    level_suffix,
 )
 
 _CHECKSUM = struct.Struct("<I")
@@ -298,5 +299,5 @@ def decode_symbols(
         where = level_section_name(name, level)
         payload = required_section(sections, where)
         codings_here = section_codings(section)
-        symbols.levels.append(decode_section(section, payload, codings_here, tables, where, f"l{level}", check))
+        symbols.levels.append(decode_section(section, payload, codings_here, tables, where, level_suffix(level), check))
     return symbols

@@ -4,7 +4,7 @@ Follows the constriction recipe of STYLE.md section 3. The encoder turns a proba
 function per channel into integer counts (:func:`quantize_pmf`): a learned prior evaluated once
 (float64, CPU), or the latents' own symbol frequencies (:func:`empirical_pmf`), which is what
 SHACIRA files store because it is the shortest static code for the latents written. The counts
-are stored in the file (:func:`pack_tables`, each channel's total chosen by :func:`cheapest_tables`)
+are stored in the file (:func:`pack_tables`, each channel's total chosen by :func:`cheapest_counts`)
 and are all the decoder ever sees, so encoder and decoder build
 bit-identical ``Categorical(freq.astype(float64), perfect=False)`` models on any machine.
 Channels are coded one after another (0 .. D-1) into one range-coder stream of little-endian
@@ -189,17 +189,18 @@ def empirical_pmf(latents: np.ndarray) -> Callable[[int, int, int], np.ndarray]:
 
 
 def build_tables(
-    latents: np.ndarray, pmf_fn: Callable[[int, int, int], np.ndarray], total: int = 1 << 16
+    latents: np.ndarray, pmf_fn: Callable[[int, int, int], np.ndarray], total: Optional[int] = 1 << 16
 ) -> ChannelTables:
     """Integer tables covering the range of each latent channel.
 
     Per channel ``c``: ``lo = min``, ``S = max(max - lo + 1, 2)``, counts from
-    ``quantize_pmf(pmf_fn(c, lo, S), total)``.
+    ``quantize_pmf(pmf_fn(c, lo, S), total)``, or with ``total=None`` from :func:`cheapest_counts`
+    for the channel's histogram (the total that makes table plus code the fewest bytes).
 
     Args:
         latents: int32 ``[rows, D]``, ``rows >= 1``.
         pmf_fn: ``(channel, lo, support) -> float64 [S]``, e.g. ``FactorizedPrior.pmf``.
-        total: sum of each channel's counts; bounds ``S``.
+        total: sum of each channel's counts; bounds ``S``. None: chosen per channel.
 
     Returns:
         The tables.
@@ -214,18 +215,24 @@ def build_tables(
         raise ValueError(f"latents must have at least one row and channel, found shape {latents.shape}")
     lo = latents.min(axis=0)
     freq = []
+    limit = TABLE_TOTALS[-1] if total is None else total
     for c in range(latents.shape[1]):
         support = max(int(latents[:, c].max()) - int(lo[c]) + 1, 2)
-        if support > total:
-            raise ValueError(f"channel {c}: range of {support} integers exceeds total={total}")
-        freq.append(quantize_pmf(pmf_fn(c, int(lo[c]), support), total))
+        if support > limit:
+            raise ValueError(f"channel {c}: range of {support} integers exceeds total={limit}")
+        pmf = pmf_fn(c, int(lo[c]), support)
+        if total is None:
+            histogram = np.bincount(latents[:, c].astype(np.int64) - int(lo[c]), minlength=support)  # [S]
+            freq.append(cheapest_counts(pmf, histogram.astype(np.float64)))
+        else:
+            freq.append(quantize_pmf(pmf, total))
     return ChannelTables(lo=lo.astype(np.int32), freq=tuple(freq))
 
 
 MAX_COUNT_BYTES = 4
 """Longest stored count (LEB128): a channel's counts sum to at most ``2**24``."""
 TABLE_TOTALS = tuple(1 << k for k in range(6, 17))
-"""Count totals :func:`cheapest_tables` chooses from, per channel."""
+"""Count totals :func:`cheapest_counts` chooses from."""
 
 
 def pack_tables(tables: ChannelTables) -> bytes:
@@ -300,21 +307,6 @@ def cheapest_counts(pmf: np.ndarray, histogram: np.ndarray) -> np.ndarray:
     if best is None:
         raise ValueError(f"a table of {pmf.size} symbols exceeds the largest total {TABLE_TOTALS[-1]}")
     return best[1]
-
-
-def cheapest_tables(latents: np.ndarray, pmf_fn: Callable[[int, int, int], np.ndarray]) -> ChannelTables:
-    """:func:`build_tables` with each channel's counts from :func:`cheapest_counts` for the latents' histogram.
-
-    Args:
-        latents: int32 ``[rows, D]``, ``rows >= 1``.
-        pmf_fn: as :func:`build_tables`.
-    """
-    ranges = build_tables(latents, pmf_fn, total=TABLE_TOTALS[-1])
-    freq = []
-    for c, (lo, support) in enumerate(zip(ranges.lo.tolist(), ranges.support)):
-        histogram = np.bincount(latents[:, c].astype(np.int64) - lo, minlength=support).astype(np.float64)  # [S]
-        freq.append(cheapest_counts(pmf_fn(c, lo, support), histogram))
-    return ChannelTables(lo=ranges.lo, freq=tuple(freq))
 
 
 def _models(tables: ChannelTables) -> list:

@@ -14,13 +14,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nerfcompress.entropy.coder import ChannelTables, cheapest_tables, empirical_pmf
+from nerfcompress.entropy.coder import ChannelTables, build_tables, empirical_pmf
 from nerfcompress.entropy.factorized import FactorizedPrior, knot_span_bound
 from nerfcompress.tables.base import FeatureTable
 from nerfcompress.tables.decoders import DecoderKind, build_decoder
 from nerfcompress.tables.host_values import LaggedHostCopy, host_randint
 from nerfcompress.tables.rounding import RoundingSchedule, hard_round_ste, soft_round_gumbel
-from nerfcompress.tables.symbols import CodingTablesPart, FloatPart, RangePart, SymbolLayout, TableSymbols
+from nerfcompress.tables.symbols import (
+    CodingTablesPart,
+    FloatPart,
+    RangePart,
+    SymbolLayout,
+    TableSymbols,
+    level_suffix,
+)
 
 MIN_DECODER_NORM = 1e-4
 """Default floor of the decoder norm in :meth:`ShaciraTable.learning_rate_scales` (no division by 0)."""
@@ -256,13 +263,13 @@ class ShaciraTable(FeatureTable):
     def coding_tables(latents: np.ndarray) -> ChannelTables:
         """The integer tables the file codes one level's ``latents`` (int32 ``[rows, D]``, rows >= 1)
         with: each channel's symbol frequencies (:func:`~nerfcompress.entropy.coder.empirical_pmf`)
-        at the count precision that costs the fewest bytes (:func:`~nerfcompress.entropy.coder.cheapest_tables`).
+        at the count precision that costs the fewest bytes (``build_tables(..., total=None)``).
 
         The learned prior only shapes the latents during training. Coding with it instead cost
         34 % more on lego100 (demo budget, per-level decoder, lambda 1e-2: the main grid's
         latents 94.7 KB under the prior's tables against 72.0 KB at their empirical entropy),
         because its masses are fitted to noisy continuous latents, not to the rounded ones."""
-        return cheapest_tables(latents, empirical_pmf(latents))
+        return build_tables(latents, empirical_pmf(latents), total=None)
 
     def storages(self) -> Tuple[str, ...]:
         return ("shacira",)
@@ -276,7 +283,7 @@ class ShaciraTable(FeatureTable):
         else:
             shared, decoder = {"decoder": {name: FloatPart(tuple(p.shape)) for name, p in parameters.items()}}, {}
         levels = tuple(
-            {**decoder, "tables": CodingTablesPart(dim), "latents": RangePart(rows, dim, f"l{level}")}
+            {**decoder, "tables": CodingTablesPart(dim), "latents": RangePart(rows, dim, level_suffix(level))}
             for level, rows in enumerate(self.level_rows)
         )
         return SymbolLayout("shacira", {"latent_dim": dim}, shared, levels)

@@ -76,6 +76,12 @@ class IndexPart:
             raise ValueError(f"IndexPart needs 1 <= bits <= {MAX_INDEX_BITS} and count >= 0, got {self}")
 
 
+def level_suffix(level: int) -> str:
+    """The suffix of level ``level``'s section within its table's layout, ``"l<level>"`` (a
+    :class:`RangePart` of the level names it to use the level's own tables)."""
+    return f"l{level}"
+
+
 Part = Union[FloatPart, CodingTablesPart, RangePart, IndexPart]
 Section = Mapping[str, Part]
 """Named parts in storage order."""
@@ -122,7 +128,7 @@ class SymbolLayout:
 
     def sections(self) -> List[Tuple[str, Section]]:
         """``(suffix, section)`` in file order within the table: shared ones, then ``"l<level>"``."""
-        return [*self.shared.items(), *((f"l{level}", section) for level, section in enumerate(self.levels))]
+        return [*self.shared.items(), *((level_suffix(level), section) for level, section in enumerate(self.levels))]
 
 
 @dataclass
