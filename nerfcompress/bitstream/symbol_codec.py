@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nerfcompress.bitstream.container import level_section_name, required_section
+from nerfcompress.bitstream.container import required_section
 from nerfcompress.entropy.coder import (
     ChannelTables,
     check_stream,
@@ -53,7 +53,6 @@ from nerfcompress.tables.symbols import (
     Section,
     SymbolLayout,
     TableSymbols,
-    level_suffix,
 )
 
 _CHECKSUM = struct.Struct("<I")
@@ -182,7 +181,7 @@ def decode_section(
     section: Section,
     payload: bytes,
     codings: Sequence[str],
-    tables: Mapping[str, ChannelTables],
+    tables: Dict[str, ChannelTables],
     where: str,
     suffix: str,
     check: bool = False,
@@ -193,7 +192,7 @@ def decode_section(
         section: the section's layout (from the rebuilt model).
         payload: the section's bytes (untrusted).
         codings: the codings of the section's index parts, in order (validated).
-        tables: the coding tables decoded so far, by section suffix.
+        tables: the coding tables decoded so far, by section suffix; this section's are added.
         where: the section's name, for messages.
         suffix: the section's suffix in its table's layout (a range-coded part may name its own
             section's tables).
@@ -216,7 +215,7 @@ def decode_section(
         values[part_name], used = _decode_part(part, view[offset:], coding, tables, f"'{where}' {part_name}", check)
         offset += used
         if isinstance(part, CodingTablesPart):
-            tables = {**tables, suffix: values[part_name]}
+            tables[suffix] = values[part_name]
     if offset != len(payload):
         raise BitstreamError(
             f"section '{where}' holds {len(payload) - offset} bytes beyond its parts; the file is corrupt"
@@ -286,18 +285,13 @@ def decode_symbols(
 
     tables: Dict[str, ChannelTables] = {}
     symbols = TableSymbols()
-    for suffix, section in layout.shared.items():
+    for suffix, section in layout.sections()[: len(layout.shared) + num_levels]:  # file order, as encoded
         where = f"{name}.{suffix}"
-        payload = required_section(sections, where)
-        symbols.shared[suffix] = decode_section(
-            section, payload, section_codings(section), tables, where, suffix, check
+        values = decode_section(
+            section, required_section(sections, where), section_codings(section), tables, where, suffix, check
         )
-        for value in symbols.shared[suffix].values():
-            if isinstance(value, ChannelTables):
-                tables[suffix] = value
-    for level, section in enumerate(layout.levels[:num_levels]):
-        where = level_section_name(name, level)
-        payload = required_section(sections, where)
-        codings_here = section_codings(section)
-        symbols.levels.append(decode_section(section, payload, codings_here, tables, where, level_suffix(level), check))
+        if suffix in layout.shared:
+            symbols.shared[suffix] = values
+        else:
+            symbols.levels.append(values)
     return symbols
