@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from nerfcompress.bitstream.levels import order_sections
 from nerfcompress.bitstream.symbol_codec import check_codings, decode_symbols, encode_symbols
+from nerfcompress.entropy.context import IntegerContextModel
 from nerfcompress.errors import BitstreamError
 from nerfcompress.tables import FeatureTable, PlainTable
 from nerfcompress.tables.plain import PLAIN_STORAGES
@@ -68,7 +69,10 @@ def plain_codec(storage: str) -> TableCodec:
 
 
 def encode_tables(
-    tables: Sequence[FeatureTable], names: Sequence[str], codec: Optional[TableCodec] = None
+    tables: Sequence[FeatureTable],
+    names: Sequence[str],
+    codec: Optional[TableCodec] = None,
+    context: Optional[IntegerContextModel] = None,
 ) -> Tuple[List[Dict[str, Any]], Sections]:
     """Header entries and sections for every grid, in grid order.
 
@@ -77,6 +81,7 @@ def encode_tables(
         names: a short unique name per grid (section prefixes), e.g. ``"g0"``.
         codec: write every table in this storage (e.g. ``plain_codec("uniform8")``) instead of
             its default; every table must then be of ``codec.table_type``.
+        context: the context model the file stores, for tables with context-coded levels.
 
     Returns:
         ``(grids, sections)``: the header's ``"grids"`` list and the sections in file order:
@@ -105,7 +110,7 @@ def encode_tables(
             )
         storage = None if codec is None else codec.storage
         layout = table.symbol_layout(storage)
-        codings, table_sections = encode_symbols(layout, table.to_symbols(storage), name)
+        codings, table_sections = encode_symbols(layout, table.to_symbols(storage), name, context)
         grids.append(_entry(table, layout.kind, layout.settings, name, codings))
         sections += table_sections
     return grids, order_sections(sections)
@@ -199,7 +204,11 @@ def check_tables(
 
 
 def decode_tables(
-    grids: Any, sections: Mapping[str, bytes], tables: Sequence[FeatureTable], num_levels: Optional[int] = None
+    grids: Any,
+    sections: Mapping[str, bytes],
+    tables: Sequence[FeatureTable],
+    num_levels: Optional[int] = None,
+    context: Optional[IntegerContextModel] = None,
 ) -> None:
     """Fills ``tables`` in place from the header's ``"grids"`` list and the sections.
 
@@ -211,15 +220,24 @@ def decode_tables(
         num_levels: decode levels ``0 .. num_levels - 1`` of every grid (a grid with fewer
             levels decodes all of them); the rows of finer levels are set to zero, which is
             harmless when the grids render only the decoded levels. None: every level.
+        context: the file's context model (decoded from its own section), for tables with
+            context-coded levels.
 
     Raises:
         BitstreamError: if the entries do not match the tables or anything fails to decode.
         ValueError: if ``num_levels`` is not None or an int >= 1.
     """
-    _decode(grids, sections, tables, num_levels, check=False)
+    _decode(grids, sections, tables, num_levels, check=False, context=context)
 
 
-def _decode(grids: Any, sections: Mapping[str, bytes], tables: Sequence[FeatureTable], num_levels, check: bool) -> None:
+def _decode(
+    grids: Any,
+    sections: Mapping[str, bytes],
+    tables: Sequence[FeatureTable],
+    num_levels,
+    check: bool,
+    context: Optional[IntegerContextModel] = None,
+) -> None:
     if num_levels is not None and (isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 1):
         raise ValueError(f"num_levels must be None or an int >= 1, found {num_levels!r}")
     if not isinstance(grids, list) or len(grids) != len(tables):
@@ -230,6 +248,6 @@ def _decode(grids: Any, sections: Mapping[str, bytes], tables: Sequence[FeatureT
         storage = _check_entry(entry, table, index)
         layout = table.symbol_layout(storage)
         codings = check_codings(entry.get("coding"), layout, entry["name"])
-        symbols = decode_symbols(layout, sections, codings, entry["name"], levels, check)
+        symbols = decode_symbols(layout, sections, codings, entry["name"], levels, check, context)
         if not check:
             table.from_symbols(symbols, storage)

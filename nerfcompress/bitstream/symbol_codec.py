@@ -10,11 +10,13 @@ each section's payload is its parts' bytes back to back, in layout order:
   range-coder stream of little-endian uint32 words under the coding tables of the section it
   names: a shared section, or its own level's section, whose tables come first
   (:func:`~nerfcompress.entropy.coder.encode_latents`).
+* ``ContextPart``: the level's latents coded under the file's context model
+  (:func:`~nerfcompress.entropy.context.encode_raster`; the caller passes the model as ``context``).
 * ``IndexPart``: ``"packed"`` or ``"range"`` bytes (:mod:`nerfcompress.entropy.indices`),
   whichever is smaller; the choice is returned as the part's *coding*, and the header keeps
   the codings of a table's index parts in a list, in file order.
 
-A section with a range-coded part (a ``RangePart``, or an ``IndexPart`` coded ``"range"``)
+A section with a range-coded part (a ``RangePart`` or ``ContextPart``, or an ``IndexPart`` coded ``"range"``)
 starts with a uint32 CRC32 of the symbols those parts decode to (each part's symbols as
 little-endian int32 for a ``RangePart``, uint8 for an ``IndexPart``, in part order). The
 container's CRC32 guards the bytes; this one guards the decoding: a stream that a different
@@ -43,10 +45,12 @@ from nerfcompress.entropy.coder import (
     pack_tables,
     unpack_tables,
 )
+from nerfcompress.entropy.context import IntegerContextModel, decode_raster, encode_raster
 from nerfcompress.entropy.indices import CODINGS, check_indices, decode_indices, encode_indices
 from nerfcompress.errors import BitstreamError
 from nerfcompress.tables.symbols import (
     CodingTablesPart,
+    ContextPart,
     FloatPart,
     IndexPart,
     RangePart,
@@ -59,7 +63,7 @@ _CHECKSUM = struct.Struct("<I")
 
 
 def _entropy_coded(part, coding: Optional[str]) -> bool:
-    return isinstance(part, RangePart) or (isinstance(part, IndexPart) and coding == "range")
+    return isinstance(part, (RangePart, ContextPart)) or (isinstance(part, IndexPart) and coding == "range")
 
 
 def symbols_checksum(symbols: Sequence[np.ndarray]) -> int:
@@ -71,7 +75,15 @@ def symbols_checksum(symbols: Sequence[np.ndarray]) -> int:
     return crc
 
 
-def _encode_part(part, value, tables: Mapping[str, ChannelTables], where: str) -> Tuple[bytes, List[str]]:
+def _needs_context(context: Optional[IntegerContextModel], where: str) -> IntegerContextModel:
+    if context is None:
+        raise ValueError(f"{where} is context-coded but no context model was given")
+    return context
+
+
+def _encode_part(
+    part, value, tables: Mapping[str, ChannelTables], where: str, context: Optional[IntegerContextModel]
+) -> Tuple[bytes, List[str]]:
     if isinstance(part, FloatPart):
         array = np.asarray(value, dtype=np.float32)
         if array.shape != tuple(part.shape):
@@ -92,19 +104,26 @@ def _encode_part(part, value, tables: Mapping[str, ChannelTables], where: str) -
         if not (isinstance(value, np.ndarray) and value.dtype == np.int32 and value.shape == shape):
             raise ValueError(f"{where}: expected int32 [{part.rows}, {part.channels}], found {value!r:.80}")
         return encode_latents(value, tables[part.tables]), []
+    if isinstance(part, ContextPart):
+        if not (isinstance(value, np.ndarray) and value.dtype == np.int32 and value.shape == (part.count,)):
+            raise ValueError(f"{where}: expected int32 [{part.count}], found {value!r:.80}")
+        return encode_raster(value, part.cols, _needs_context(context, where), part.level), []
     if not (isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.shape == (part.count,)):
         raise ValueError(f"{where}: expected uint8 [{part.count}], found {value!r:.80}")
     coding, data = encode_indices(value, part.bits)
     return data, [coding]
 
 
-def encode_symbols(layout: SymbolLayout, symbols: TableSymbols, name: str) -> Tuple[List[str], List[Tuple[str, bytes]]]:
+def encode_symbols(
+    layout: SymbolLayout, symbols: TableSymbols, name: str, context: Optional[IntegerContextModel] = None
+) -> Tuple[List[str], List[Tuple[str, bytes]]]:
     """Section payloads of one table.
 
     Args:
         layout: the table's layout.
         symbols: its values, every level present.
         name: the grid's name, the prefix of its sections.
+        context: the context model of the file, for a layout with context-coded parts.
 
     Returns:
         ``(codings, sections)``: the coding of every index part in file order, and
@@ -126,7 +145,7 @@ def encode_symbols(layout: SymbolLayout, symbols: TableSymbols, name: str) -> Tu
         parts, coded = [], []
         for part_name, part in section.items():
             value = section_values[part_name]
-            data, part_codings = _encode_part(part, value, tables, f"'{name}.{suffix}' {part_name}")
+            data, part_codings = _encode_part(part, value, tables, f"'{name}.{suffix}' {part_name}", context)
             parts.append(data)
             codings += part_codings
             if _entropy_coded(part, part_codings[0] if part_codings else None):
@@ -140,7 +159,13 @@ def encode_symbols(layout: SymbolLayout, symbols: TableSymbols, name: str) -> Tu
 
 
 def _decode_part(
-    part, payload: memoryview, coding: Optional[str], tables: Mapping[str, ChannelTables], where: str, check: bool
+    part,
+    payload: memoryview,
+    coding: Optional[str],
+    tables: Mapping[str, ChannelTables],
+    where: str,
+    check: bool,
+    context: Optional[IntegerContextModel],
 ) -> Tuple[Any, int]:
     """``(value, bytes used)`` of the part at the start of ``payload``; with ``check``, streams
     are only checked against the bytes they have (no value, nothing allocated)."""
@@ -171,6 +196,12 @@ def _decode_part(
     if isinstance(part, RangePart):
         symbols = decode_latents(bytes(payload), part.rows, tables[part.tables], max_rows=part.rows)
         return symbols, len(payload)
+    if isinstance(part, ContextPart) and check:
+        return None, len(payload)
+    if isinstance(part, ContextPart):
+        if context is None:
+            raise BitstreamError(f"{where} is context-coded but the file holds no context model; the file is corrupt")
+        return decode_raster(bytes(payload), part.count, part.cols, context, part.level), len(payload)
     if check:
         check_indices(coding, bytes(payload), part.count, part.bits)
         return None, len(payload)
@@ -185,6 +216,7 @@ def decode_section(
     where: str,
     suffix: str,
     check: bool = False,
+    context: Optional[IntegerContextModel] = None,
 ) -> Dict[str, Any]:
     """``part name -> value`` of one section.
 
@@ -198,6 +230,7 @@ def decode_section(
             section's tables).
         check: only check the payload's lengths (streams against what their words can hold);
             the values of floats and streams are then None.
+        context: the file's context model, for context-coded parts.
 
     Raises:
         BitstreamError: if the payload does not hold exactly the section's parts, or the
@@ -212,7 +245,9 @@ def decode_section(
     values: Dict[str, Any] = {}
     for part_name, part in section.items():
         coding = coding_of.get(part_name)
-        values[part_name], used = _decode_part(part, view[offset:], coding, tables, f"'{where}' {part_name}", check)
+        values[part_name], used = _decode_part(
+            part, view[offset:], coding, tables, f"'{where}' {part_name}", check, context
+        )
         offset += used
         if isinstance(part, CodingTablesPart):
             tables[suffix] = values[part_name]
@@ -260,6 +295,7 @@ def decode_symbols(
     name: str,
     num_levels: int,
     check: bool = False,
+    context: Optional[IntegerContextModel] = None,
 ) -> TableSymbols:
     """The symbols of one table's shared sections and its levels ``0 .. num_levels - 1``.
 
@@ -271,6 +307,7 @@ def decode_symbols(
         num_levels: ``1 .. len(layout.levels)``.
         check: only check lengths (see :func:`decode_section`), allocating nothing the layout
             sizes call for.
+        context: the file's context model, for context-coded parts.
 
     Raises:
         BitstreamError: on a missing or damaged section.
@@ -288,7 +325,7 @@ def decode_symbols(
     for suffix, section in layout.sections()[: len(layout.shared) + num_levels]:  # file order, as encoded
         where = f"{name}.{suffix}"
         values = decode_section(
-            section, required_section(sections, where), section_codings(section), tables, where, suffix, check
+            section, required_section(sections, where), section_codings(section), tables, where, suffix, check, context
         )
         if suffix in layout.shared:
             symbols.shared[suffix] = values

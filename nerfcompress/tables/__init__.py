@@ -6,6 +6,7 @@ from nerfcompress.tables.rounding import RoundingSchedule, hard_round_ste, soft_
 from nerfcompress.tables.shacira import ShaciraTable
 from nerfcompress.tables.symbols import (
     CodingTablesPart,
+    ContextPart,
     FloatPart,
     IndexPart,
     RangePart,
@@ -17,6 +18,7 @@ from nerfcompress.tables.vqad import VqadTable
 
 __all__ = [
     "CodingTablesPart",
+    "ContextPart",
     "FeatureTable",
     "FloatPart",
     "IndexPart",

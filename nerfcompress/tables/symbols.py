@@ -17,10 +17,13 @@ levels. A section is an ordered list of named parts:
   a shared section or of its own section (a level that carries its own tables).
 * :class:`IndexPart`: uint8 symbols in ``[0, 2**bits)``, bit-packed or range-coded with their
   own histogram, whichever is smaller.
+* :class:`ContextPart`: int32 latents of a dense 2D level (``count`` of them, row-major in rows of
+  ``cols``), coded under the file's context model (:mod:`nerfcompress.entropy.context`; the
+  image codec's).
 
 Values are numpy arrays (float32, int32 or uint8 as above) or ChannelTables. Only a part whose
-bytes delimit themselves may be followed by another part in its section: a :class:`RangePart`
-or :class:`IndexPart` comes last.
+bytes delimit themselves may be followed by another part in its section: a :class:`RangePart`,
+:class:`IndexPart` or :class:`ContextPart` comes last.
 """
 
 from __future__ import annotations
@@ -76,13 +79,29 @@ class IndexPart:
             raise ValueError(f"IndexPart needs 1 <= bits <= {MAX_INDEX_BITS} and count >= 0, got {self}")
 
 
+@dataclass(frozen=True)
+class ContextPart:
+    """int32 ``[count]``: one channel of a dense 2D level, row-major in rows of ``cols`` (the last
+    row may be short), coded under the context model the file stores (each latent's distribution
+    predicted from its decoded neighbours)."""
+
+    count: int
+    cols: int
+    level: int
+    """The context model's level index (its own offsets of centre and spread)."""
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.cols < 1 or self.level < 0:
+            raise ValueError(f"ContextPart needs rows, cols >= 1, got {self}")
+
+
 def level_suffix(level: int) -> str:
     """The suffix of level ``level``'s section within its table's layout, ``"l<level>"`` (a
     :class:`RangePart` of the level names it to use the level's own tables)."""
     return f"l{level}"
 
 
-Part = Union[FloatPart, CodingTablesPart, RangePart, IndexPart]
+Part = Union[FloatPart, CodingTablesPart, RangePart, IndexPart, ContextPart]
 Section = Mapping[str, Part]
 """Named parts in storage order."""
 
@@ -118,7 +137,7 @@ class SymbolLayout:
         for where, section in self.sections():
             parts = list(section.values())
             for index, part in enumerate(parts):
-                if isinstance(part, (RangePart, IndexPart)) and index != len(parts) - 1:
+                if isinstance(part, (RangePart, IndexPart, ContextPart)) and index != len(parts) - 1:
                     raise ValueError(f"section {where}: a {type(part).__name__} must be the section's last part")
                 if isinstance(part, RangePart):
                     source = section if part.tables == where else self.shared.get(part.tables, {})
