@@ -187,10 +187,9 @@ def codec_point(photo: np.ndarray, method: str, value: float, preset: str, steps
     from nerfcompress.cli.image import vqad_stride_for
     from nerfcompress.image.pipeline import evaluate
     from nerfcompress.image.pixels import PixelSource
-    from nerfcompress.image.train import PRESETS
+    from nerfcompress.image.train import preset as preset_for
 
-    config, settings = PRESETS[preset]
-    config = replace(config, method=method)
+    config, settings = preset_for(preset, method)
     if method == "vqad":
         config = replace(config, finest_stride=vqad_stride_for(value, config.bits))
     else:

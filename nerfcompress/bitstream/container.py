@@ -4,7 +4,7 @@ Layout (all integers little-endian)::
 
     offset  size  field
     0       4     magic b"NCMP"
-    4       2     format version, uint16 (this code writes and reads FORMAT_VERSION)
+    4       2     format version, uint16 (this code writes FORMAT_VERSION, reads OLDEST_READ_VERSION on)
     6       4     header length H, uint32 (at most MAX_HEADER_BYTES)
     10      4     CRC32 of the H header bytes, uint32
     14      4     number of sections, uint32
@@ -46,12 +46,15 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from nerfcompress.errors import BitstreamError
 
 MAGIC = b"NCMP"
-FORMAT_VERSION = 6
-"""6: coding tables in variable-length integers at the cheapest count precision, SHACIRA's per level;
+FORMAT_VERSION = 7
+"""7: an image file may code its dense levels under a context model (``context_hidden``);
+6: coding tables in variable-length integers at the cheapest count precision, SHACIRA's per level;
 5: a checksum of the decoded symbols in every range-coded section, the coder's record in the header;
 4: networks quantised and range-coded, compact cameras, a header of allow-listed settings;
 3: grid entries without tensor specs (shapes come from the rebuilt tables' layouts);
 2: per-level sections, coarse level first; 1: one stream per grid."""
+OLDEST_READ_VERSION = 6
+"""The oldest format this code reads: a format-6 file is a format-7 file without context models."""
 MAX_HEADER_BYTES = 1 << 20
 MAX_NAME_BYTES = 64
 
@@ -245,9 +248,10 @@ def _parse_preamble(view: memoryview, prefix: bool) -> Tuple[Dict[str, Any], int
         raise BitstreamError(
             f"format version {version} is newer than this nerfcompress (supports {FORMAT_VERSION}): upgrade"
         )
-    if version != FORMAT_VERSION:
+    if version < OLDEST_READ_VERSION:
         raise BitstreamError(
-            f"format version {version} is older than this nerfcompress reads ({FORMAT_VERSION}): re-export the "
+            f"format version {version} is older than this nerfcompress reads ({OLDEST_READ_VERSION} to "
+            f"{FORMAT_VERSION}): re-export the "
             "trained run with this version (ns-compress export --load-config outputs/<run>/config.yml), or decode "
             "the file with the nerfcompress release that wrote it"
         )

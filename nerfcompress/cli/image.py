@@ -64,6 +64,10 @@ class ImageEncode:
     """Override the most rows of a level (larger levels are hashed): bounds the model for gigapixels."""
     hidden: Optional[Tuple[int, ...]] = None
     """Override the synthesis MLP's hidden widths."""
+    context: bool = True
+    """SHACIRA: code the dense levels' latents with the preset's context model (fitted to them after
+    training, predicting each latent from its decoded neighbours); --no-context codes each level
+    under its own frequency table."""
     batch_pixels: Optional[int] = None
     """Pixels per training step; larger pictures train on random batches of this many pixels."""
     device: Literal["cpu", "cuda"] = "cpu"
@@ -90,12 +94,13 @@ class ImageEncode:
             from nerfcompress.image.model import checked_grid
             from nerfcompress.image.pipeline import bits_per_pixel, encode_picture
             from nerfcompress.image.pixels import open_pixels
-            from nerfcompress.image.train import PRESETS
+            from nerfcompress.image.train import preset
 
             with _picture_errors():
                 source = open_pixels(self.photo, self.alpha, self.convert, self.max_megapixels)
-            config, settings = PRESETS[self.preset]
-            config = replace(config, method=self.method)
+            config, settings = preset(self.preset, self.method)
+            if not self.context:
+                config = replace(config, context_hidden=())
             if self.method == "vqad" and self.target_bpp is not None:
                 config = replace(config, finest_stride=vqad_stride_for(self.target_bpp, config.bits))
             overrides = {

@@ -21,7 +21,7 @@ length is the size reported.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from nerfcompress.bitstream.container import read_container, required_section, w
 from nerfcompress.bitstream.model_codec import decode_tables, encode_tables, implied_entries
 from nerfcompress.bitstream.quantized_tensors import decode_quantized_tensors, encode_quantized_tensors
 from nerfcompress.entropy.coder import check_coder_record, coder_record
+from nerfcompress.entropy.context import IntegerContextModel
 from nerfcompress.errors import BitstreamError
 from nerfcompress.image.config import check_picture_size, config_from_header
 from nerfcompress.image.model import ImageModel
@@ -43,21 +44,38 @@ def grid_names(model: ImageModel) -> list:
 
 
 def network_tensors(model: ImageModel) -> list:
-    """The synthesis network's parameters in file order (``named_parameters`` order)."""
-    return [param for _, param in model.synthesis.named_parameters()]
+    """The networks' parameters in file order: the synthesis network's (``named_parameters``
+    order), then the context model's if the model has one."""
+    params = [param for _, param in model.synthesis.named_parameters()]
+    if model.context is not None:
+        params += [param for _, param in model.context.named_parameters()]
+    return params
+
+
+def integer_context(model: ImageModel) -> Optional[IntegerContextModel]:
+    """The coding twin of the model's context model (None without one); the context model must
+    hold the values its stored tensors decode to."""
+    return None if model.context is None else IntegerContextModel.from_module(model.context)
 
 
 def encode_image(model: ImageModel, network_precisions: Sequence[int]) -> bytes:
     """The file of a trained model whose network tensors keep ``network_precisions`` bits below
     their RMS (one per tensor, :func:`network_tensors` order; the network should already hold the
-    values they round to, see :func:`~nerfcompress.image.pipeline.quantize_network`).
+    values they round to, see :func:`~nerfcompress.image.pipeline.quantize_network`). The model's
+    networks are set to the values the file stores before the latents are coded: the context
+    model's coding twin must be the decoder's to the bit, and a value rounded once may round again
+    (the step follows the tensor's RMS, which rounding moves).
 
     Raises:
         ValueError: a tensor cannot be stored (NaN or infinity), or a precision is out of range.
     """
-    grids, sections = encode_tables(list(model.tables), grid_names(model))
-    tensors = [param.detach().cpu().numpy() for param in network_tensors(model)]
-    sections.insert(0, (NETWORK_SECTION, encode_quantized_tensors(tensors, network_precisions)))
+    params = network_tensors(model)
+    network = encode_quantized_tensors([param.detach().cpu().numpy() for param in params], network_precisions)
+    with torch.no_grad():  # the model now holds what the decoder will (rounding twice can move a value)
+        for param, value in zip(params, decode_quantized_tensors(network, [p.numel() for p in params])):
+            param.copy_(torch.from_numpy(value).view_as(param))
+    grids, sections = encode_tables(list(model.tables), grid_names(model), context=integer_context(model))
+    sections.insert(0, (NETWORK_SECTION, network))
     header: Dict[str, Any] = {
         "method": METHOD_NAMES[model.config.method],
         "height": model.height,
@@ -114,12 +132,12 @@ def decode_image(data: bytes) -> Tuple[ImageModel, Dict[str, Any]]:
     except ValueError as exc:
         raise BitstreamError(f"file declares a model that cannot be built ({exc}); the file is corrupt") from exc
     model.eval()
-    grids = implied_entries(list(model.tables), grid_names(model), header.get("codings"))
-    decode_tables(grids, sections, list(model.tables))
     params = network_tensors(model)
     values = decode_quantized_tensors(required_section(sections, NETWORK_SECTION), [p.numel() for p in params])
     for param, value in zip(params, values):
         param.copy_(torch.from_numpy(value).view_as(param))
+    grids = implied_entries(list(model.tables), grid_names(model), header.get("codings"))
+    decode_tables(grids, sections, list(model.tables), context=integer_context(model))
     for table in model.tables:
         table.clear_cache()
     return model, header

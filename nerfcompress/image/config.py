@@ -53,6 +53,10 @@ class ImageModelConfig:
     """VQAD: index bits ``b`` per row (codebooks of ``2**b`` entries per level)."""
     hidden: Tuple[int, ...] = (24, 24)
     """Widths of the synthesis MLP's hidden layers."""
+    context_hidden: Tuple[int, ...] = ()
+    """SHACIRA: hidden widths of the context model that codes every dense level's latents from
+    their decoded neighbours (:mod:`nerfcompress.entropy.context`); empty: none (each level
+    under its own frequency table; files written before the field read so)."""
 
     def layout(self, height: int, width: int) -> GridLayout:
         """The grid layout for an ``height x width`` picture.
@@ -73,6 +77,8 @@ class ImageModelConfig:
         )
 
     def __post_init__(self) -> None:
+        if self.context_hidden and (self.method != "shacira" or self.latent_dim != 1):
+            raise ValueError("a context model codes SHACIRA latents of latent_dim 1 only")
         if self.decoder not in DECODER_KINDS:
             raise ValueError(f"decoder must be one of {', '.join(DECODER_KINDS)}, got {self.decoder!r}")
         if self.method == "shacira" and self.decoder == "per-level" and self.latent_dim != self.features_per_level:
@@ -84,6 +90,7 @@ class ImageModelConfig:
     def to_header(self) -> Dict[str, Any]:
         entry = asdict(self)
         entry["hidden"] = list(self.hidden)
+        entry["context_hidden"] = list(self.context_hidden)
         return entry
 
 
@@ -108,6 +115,8 @@ def config_from_header(entry: Any) -> ImageModelConfig:
     names = {f.name for f in fields(ImageModelConfig)}
     if isinstance(entry, dict) and "decoder" not in entry:
         entry = {**entry, "decoder": "shared"}  # written before the field existed
+    if isinstance(entry, dict) and "context_hidden" not in entry:
+        entry = {**entry, "context_hidden": []}  # written before the field existed
     if not isinstance(entry, dict) or set(entry) != names:
         found = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
         raise BitstreamError(f"image model settings hold {found!s:.200}, expected {sorted(names)}; the file is corrupt")
@@ -125,6 +134,9 @@ def config_from_header(entry: Any) -> ImageModelConfig:
     hidden = entry["hidden"]
     if not isinstance(hidden, list) or len(hidden) > 4 or not all(_is_int(h) and 1 <= h <= 256 for h in hidden):
         problems.append(f"hidden={hidden!r:.60}")
+    context = entry["context_hidden"]
+    if not isinstance(context, list) or len(context) > 3 or not all(_is_int(h) and 1 <= h <= 64 for h in context):
+        problems.append(f"context_hidden={context!r:.60}")
     if not isinstance(entry["per_level_prior"], bool):
         problems.append(f"per_level_prior={entry['per_level_prior']!r:.20}")
     if entry["decoder"] not in DECODER_KINDS:
@@ -132,7 +144,9 @@ def config_from_header(entry: Any) -> ImageModelConfig:
     if problems:
         raise BitstreamError(f"image model settings out of range: {', '.join(problems)}; the file is corrupt")
     try:
-        return ImageModelConfig(**{**entry, "hidden": tuple(hidden), "finest_stride": float(stride)})
+        return ImageModelConfig(
+            **{**entry, "hidden": tuple(hidden), "context_hidden": tuple(context), "finest_stride": float(stride)}
+        )
     except ValueError as exc:
         raise BitstreamError(f"image model settings are inconsistent ({exc}); the file is corrupt") from exc
 

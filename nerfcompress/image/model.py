@@ -3,17 +3,20 @@
 Rows are the stored rows of :class:`~nerfcompress.image.raster.RasterGrid` (those some pixel
 reads), level 0 first. SHACIRA keeps one :class:`ShaciraTable` per level (its own decoder and
 learned prior) or one for all levels (``per_level_prior=False``, the reference's choice); VQAD
-keeps one :class:`VqadTable` with a codebook per level. The MLP maps a pixel's ``L * F``
+keeps one :class:`VqadTable` with a codebook per level. With ``context_hidden`` set, one
+:class:`~nerfcompress.entropy.context.ContextModel`, fitted after training, codes every dense
+level's latents. The MLP maps a pixel's ``L * F``
 interpolated features to its ``C`` channels in [0, 1].
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from nerfcompress.entropy.context import ContextModel
 from nerfcompress.grid.interp import interp_torch
 from nerfcompress.image.config import MAX_TABLE_ROWS, ImageModelConfig
 from nerfcompress.image.raster import LevelPlan, RasterGrid, interp_raster, pixel_points
@@ -47,13 +50,12 @@ class Synthesis(nn.Module):
         return self.layers[-1](features)
 
 
-def _build_tables(
-    config: ImageModelConfig, level_rows: Sequence[int], schedule: RoundingSchedule
-) -> List[FeatureTable]:
-    features = config.features_per_level
+def _build_tables(config: ImageModelConfig, grid: RasterGrid, schedule: RoundingSchedule) -> List[FeatureTable]:
+    features, level_rows = config.features_per_level, grid.level_rows
     if config.method == "vqad":
         return [VqadTable(level_rows, features, bits=config.bits)]
-    make = lambda rows: ShaciraTable(  # noqa: E731
+    widths = grid.level_raster_widths if config.context_hidden else (None,) * len(level_rows)
+    make = lambda rows, level_widths, base: ShaciraTable(  # noqa: E731
         sum(rows),
         features,
         latent_dim=config.latent_dim,
@@ -63,10 +65,12 @@ def _build_tables(
         schedule=schedule,
         level_rows=rows,
         min_decoder_norm=IMAGE_DECODER_NORM_FLOOR,
+        level_widths=level_widths,
+        context_level_base=base,
     )
     if config.per_level_prior:
-        return [make([rows]) for rows in level_rows]
-    return [make(list(level_rows))]
+        return [make([rows], [width], level) for level, (rows, width) in enumerate(zip(level_rows, widths))]
+    return [make(list(level_rows), widths, 0)]
 
 
 def checked_grid(config: ImageModelConfig, height: int, width: int) -> RasterGrid:
@@ -111,8 +115,12 @@ class ImageModel(nn.Module):
         self.config = config
         self.height, self.width, self.channels = int(height), int(width), int(channels)
         self.grid = checked_grid(config, self.height, self.width)
-        self.tables = nn.ModuleList(_build_tables(config, self.grid.level_rows, schedule or RoundingSchedule()))
+        self.tables = nn.ModuleList(_build_tables(config, self.grid, schedule or RoundingSchedule()))
         self.synthesis = Synthesis(self.grid.layout.output_dim, config.hidden, channels)
+        self.context: Optional[ContextModel] = None
+        if config.context_hidden:  # drawn from its own RNG state: training is the same with or without it
+            with torch.random.fork_rng(devices=[]):
+                self.context = ContextModel(config.context_hidden, config.num_levels)
 
     @property
     def num_pixels(self) -> int:
@@ -128,8 +136,31 @@ class ImageModel(nn.Module):
             table.set_step(step)
 
     def rate_bits(self) -> Tensor:
-        """Differentiable rate of the grid's latents in bits (zero for VQAD)."""
+        """Differentiable rate of the grid's latents in bits under the tables' learned priors
+        (zero for VQAD): what training weighs."""
         return sum(table.rate_bits() for table in self.tables)
+
+    def context_levels(self) -> List[Tuple[Tensor, int, int]]:
+        """``(rounded latents [rows_l], raster width, context level)`` of every context-coded level."""
+        return [level for table in self.tables for level in table.context_levels()]
+
+    def context_bits(self, sample_latents: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
+        """The context model's code length of every context-coded level in bits, differentiable
+        in the context model (zero without one); an estimate from about ``sample_latents`` latents
+        drawn at random (the same ones for the same ``seed``) when there are more."""
+        levels = self.context_levels()
+        bits = torch.zeros(())
+        if self.context is None or not levels:
+            return bits
+        total = sum(len(values) for values, _, _ in levels)
+        fraction = 1.0 if sample_latents is None or total <= sample_latents else sample_latents / total
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        for values, width, level in levels:
+            positions = None
+            if fraction < 1:
+                positions = torch.randint(len(values), (max(1, round(len(values) * fraction)),), generator=generator)
+            bits = bits + self.context.rate_bits(values, width, level, positions)
+        return bits
 
     def render_raster(self, plan: List[LevelPlan], table: Optional[Tensor] = None) -> Tensor:
         """Channels ``[h * W, C]`` of the pixels a raster plan covers (row-major)."""

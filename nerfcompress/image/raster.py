@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -105,6 +105,34 @@ class RasterGrid:
     def stored_rows(self) -> List[np.ndarray]:
         """Per level, the level-local layout rows stored (read by some pixel), ``int64 [n_l]``."""
         return referenced_rows(self.layout, self.height, self.width)
+
+    @cached_property
+    def level_raster_widths(self) -> Tuple[Optional[int], ...]:
+        """Per level, the width of the raster whose row-major order the level's stored rows follow
+        (the last raster row may be short), or None (a hashed level).
+
+        A dense level's layout row of vertex ``(x, y)`` is ``x + y * resolution``. When the
+        picture's vertices stop short of the resolution along x (a tall picture), the stored rows
+        are the vertices' rectangle, ``len(xs)`` wide; when they reach it, vertex ``(resolution,
+        y)`` is the same row as ``(0, y + 1)`` and the stored rows are a contiguous run, laid out
+        ``resolution`` wide (the layout's own arrangement)."""
+        side = max(self.height, self.width)
+        widths: List[Optional[int]] = []
+        for level, stored in enumerate(self.stored_rows):
+            if self.layout.level_is_hashed[level]:
+                widths.append(None)
+                continue
+            scale = self.layout.level_scales[level]
+            xs = _axis_vertices(axis_corners(pixel_axis(self.width, side), scale)[0])
+            resolution = self.layout.level_resolutions[level]
+            if xs[-1] < resolution:  # the vertices' rectangle, row-major
+                ys = _axis_vertices(axis_corners(pixel_axis(self.height, side), scale)[0])
+                ys = ys[ys < resolution]  # vertex row ``resolution`` wraps onto row 0
+                rectangle = np.array_equal(stored, corner_rows(self.layout, level, xs, ys).reshape(-1))
+                widths.append(len(xs) if rectangle else None)
+            else:  # a contiguous run of rows, ``resolution`` to a raster row
+                widths.append(resolution if bool(np.all(np.diff(stored) == 1)) else None)
+        return tuple(widths)
 
     @cached_property
     def level_rows(self) -> Tuple[int, ...]:

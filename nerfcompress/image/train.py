@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ class TrainSettings:
     decoder_lr: float = 1e-2
     """SHACIRA decoders; VQAD logits and codebooks."""
     prior_lr: float = 1e-2
+    context_steps: int = 300
+    """Adam steps that fit the context model to the trained latents (``context_hidden`` set)."""
+    context_lr: float = 3e-2
     final_lr_ratio: float = 0.02
     hard_fraction: float = 0.1
     """Share of the steps rounded hard (straight-through) at the end."""
@@ -73,10 +76,20 @@ class TrainSettings:
 
 
 PRESETS: Dict[str, tuple] = {
-    "fast": (ImageModelConfig(num_levels=7, hidden=(16, 16)), TrainSettings(steps=300)),
-    "best": (ImageModelConfig(num_levels=8, hidden=(24, 24)), TrainSettings(steps=1200)),
+    "fast": (ImageModelConfig(num_levels=7, hidden=(16, 16), context_hidden=(16,)), TrainSettings(steps=300)),
+    "best": (ImageModelConfig(num_levels=8, hidden=(24, 24), context_hidden=(16,)), TrainSettings(steps=1200)),
 }
 """``name -> (model settings, training settings)``; ``fast`` is the default."""
+
+
+def preset(name: str, method: str = "shacira") -> Tuple[ImageModelConfig, TrainSettings]:
+    """Preset ``name`` for ``method``: VQAD has no context model (its indices are coded apart).
+
+    Raises:
+        KeyError: an unknown preset.
+    """
+    config, settings = PRESETS[name]
+    return replace(config, method=method, context_hidden=config.context_hidden if method == "shacira" else ()), settings
 
 
 def cosine_factor(step: int, steps: int, final_ratio: float) -> float:

@@ -22,6 +22,7 @@ from nerfcompress.tables.host_values import LaggedHostCopy, host_randint
 from nerfcompress.tables.rounding import RoundingSchedule, hard_round_ste, soft_round_gumbel
 from nerfcompress.tables.symbols import (
     CodingTablesPart,
+    ContextPart,
     FloatPart,
     RangePart,
     SymbolLayout,
@@ -45,7 +46,10 @@ class ShaciraTable(FeatureTable):
     level's decoder parameters (fp16) if the decoder is per level, its integer coding tables (one
     per channel, :meth:`coding_tables`), then its integer latents ``[rows_l, D]`` range-coded under
     them; a shared decoder's fp16 parameters are the shared section ``decoder``. So a level's
-    section is all its level needs. The prior itself is not stored.
+    section is all its level needs. The prior itself is not stored. A level given a raster
+    width (``level_widths``, an image's dense level) stores its latents as a
+    :class:`~nerfcompress.tables.symbols.ContextPart` instead, coded under the file's context
+    model (fitted to the trained latents, :meth:`context_levels`); the training rate stays the prior's.
 
     Args:
         num_rows: total rows of the grid.
@@ -70,6 +74,12 @@ class ShaciraTable(FeatureTable):
         min_decoder_norm: floor of the decoder norm that divides the latents' learning rate, so
             the scale stays at most ``1 / min_decoder_norm`` when the rate term shrinks a decoder
             towards zero (see :meth:`learning_rate_scales`).
+        level_widths: per level, the raster width of a dense 2D level whose latents the file's
+            context model codes (its rows are row-major in rows of that width), or None for a
+            level coded under its own tables. Needs ``latent_dim == 1``.
+            None: no level is context-coded.
+        context_level_base: the context model's index of this table's level 0 (level ``l`` is
+            ``base + l``): its per-level offsets.
     """
 
     def __init__(
@@ -86,6 +96,8 @@ class ShaciraTable(FeatureTable):
         rate_row_stride: int = 1,
         rounded_rate: bool = False,
         min_decoder_norm: float = MIN_DECODER_NORM,
+        level_widths: Optional[Sequence[Optional[int]]] = None,
+        context_level_base: int = 0,
     ) -> None:
         super().__init__(num_rows, num_features, level_rows)
         if latent_dim < 1:
@@ -97,6 +109,8 @@ class ShaciraTable(FeatureTable):
         if not min_decoder_norm > 0:
             raise ValueError(f"min_decoder_norm must be > 0, got {min_decoder_norm}")
         self.latent_dim = int(latent_dim)
+        self.level_widths = self._checked_widths(level_widths)
+        self.context_level_base = int(context_level_base)
         self.min_decoder_norm = float(min_decoder_norm)
         self.rate_row_stride = int(rate_row_stride)
         self.rounded_rate = bool(rounded_rate)
@@ -121,6 +135,22 @@ class ShaciraTable(FeatureTable):
         self._uniform: Optional[Tensor] = None  # the current training noise draw [rows, D]
         self._uniform_users: Set[str] = set()  # who has used it
         self.register_load_state_dict_post_hook(lambda module, _keys: module._mirror_loaded_state())
+
+    def _checked_widths(self, widths) -> Tuple[Optional[int], ...]:
+        if widths is None:
+            return (None,) * len(self.level_rows)
+        widths = tuple(None if width is None else int(width) for width in widths)
+        if len(widths) != len(self.level_rows) or any(width is not None and width < 1 for width in widths):
+            raise ValueError(
+                f"level_widths {list(widths)} must give a width >= 1 or None for each of {len(self.level_rows)} levels"
+            )
+        if any(width is not None for width in widths) and self.latent_dim != 1:
+            raise ValueError(f"context-coded levels need latent_dim 1, got {self.latent_dim}")
+        return widths
+
+    def _level_bounds(self) -> List[Tuple[int, int]]:
+        ends = np.cumsum(self.level_rows).tolist()
+        return list(zip([0, *ends[:-1]], ends))
 
     def set_step(self, step: int) -> None:
         """Sets the training-time quantiser from the schedule at ``step`` and refreshes the host
@@ -233,6 +263,18 @@ class ShaciraTable(FeatureTable):
         uniform = self._training_uniform("rate")
         return stride * self.prior.rate_bits(self.latents[start::stride], uniform[start::stride], knot_span=span)
 
+    def context_levels(self) -> List[Tuple[Tensor, int, int]]:
+        """``(rounded latents [rows_l], raster width, context model level)`` of each
+        context-coded level, as the file codes them."""
+        if all(width is None for width in self.level_widths):
+            return []
+        values = torch.round(self.latents.detach())[:, 0]
+        return [
+            (values[a:b], width, self.context_level_base + level)
+            for level, ((a, b), width) in enumerate(zip(self._level_bounds(), self.level_widths))
+            if width is not None
+        ]
+
     def parameter_groups(self) -> Dict[str, List[nn.Parameter]]:
         return {
             "latents": [self.latents],
@@ -283,8 +325,10 @@ class ShaciraTable(FeatureTable):
         else:
             shared, decoder = {"decoder": {name: FloatPart(tuple(p.shape)) for name, p in parameters.items()}}, {}
         levels = tuple(
-            {**decoder, "tables": CodingTablesPart(dim), "latents": RangePart(rows, dim, level_suffix(level))}
-            for level, rows in enumerate(self.level_rows)
+            {**decoder, "latents": ContextPart(rows, width, self.context_level_base + level)}
+            if width is not None
+            else {**decoder, "tables": CodingTablesPart(dim), "latents": RangePart(rows, dim, level_suffix(level))}
+            for level, (rows, width) in enumerate(zip(self.level_rows, self.level_widths))
         )
         return SymbolLayout("shacira", {"latent_dim": dim}, shared, levels)
 
@@ -300,10 +344,13 @@ class ShaciraTable(FeatureTable):
             levels=[
                 {
                     **({name: values[level] for name, values in decoder.items()} if per_level else {}),
-                    "tables": self.coding_tables(latents_l),
-                    "latents": latents_l,
+                    **(
+                        {"tables": self.coding_tables(latents_l), "latents": latents_l}
+                        if width is None
+                        else {"latents": np.ascontiguousarray(latents_l[:, 0])}
+                    ),
                 }
-                for level, latents_l in enumerate(levels)
+                for level, (latents_l, width) in enumerate(zip(levels, self.level_widths))
             ],
         )
 
@@ -313,7 +360,7 @@ class ShaciraTable(FeatureTable):
         self.latents.zero_()  # levels not decoded stay zero
         offset = 0
         for values in symbols.levels:
-            level = torch.from_numpy(values["latents"])
+            level = torch.from_numpy(values["latents"]).reshape(-1, self.latent_dim)
             self.latents[offset : offset + len(level)] = level.to(self.latents.dtype)
             offset += len(level)
         for name, param in self.decoder.named_parameters():

@@ -11,6 +11,7 @@ import pytest
 from nerfcompress.bitstream.container import (
     FORMAT_VERSION,
     MAGIC,
+    OLDEST_READ_VERSION,
     level_section_name,
     read_container,
     read_container_index,
@@ -83,15 +84,22 @@ def test_wrong_magic_is_a_foreign_file(data):
 
 
 def test_newer_version_asks_to_upgrade(data):
-    newer = data[:4] + struct.pack("<H", 7) + data[6:]
-    with pytest.raises(BitstreamError, match=rf"format version 7 is newer .* \(supports {FORMAT_VERSION}\): upgrade"):
+    newer = data[:4] + struct.pack("<H", FORMAT_VERSION + 1) + data[6:]
+    with pytest.raises(BitstreamError, match=rf"format version {FORMAT_VERSION + 1} is newer .* upgrade"):
         read_container(newer)
 
 
 def test_older_version_asks_to_re_export(data):
-    older = data[:4] + struct.pack("<H", FORMAT_VERSION - 1) + data[6:]
-    with pytest.raises(BitstreamError, match=rf"format version {FORMAT_VERSION - 1} is older .* re-export"):
+    older = data[:4] + struct.pack("<H", OLDEST_READ_VERSION - 1) + data[6:]
+    with pytest.raises(BitstreamError, match=rf"format version {OLDEST_READ_VERSION - 1} is older .* re-export"):
         read_container(older)
+
+
+def test_the_previous_format_still_reads(data):
+    """Format 7 only added context-coded image levels: a format-6 file is read as it is."""
+    previous = data[:4] + struct.pack("<H", FORMAT_VERSION - 1) + data[6:]
+    assert FORMAT_VERSION - 1 >= OLDEST_READ_VERSION
+    assert read_container(previous) == read_container(data)
 
 
 def test_level_section_names():

@@ -1,5 +1,6 @@
 """Tests for the image file: round trip, what is counted, and damaged or foreign files."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -8,12 +9,13 @@ import torch
 
 from nerfcompress.bitstream.container import read_container, split_level_section, write_container
 from nerfcompress.errors import BitstreamError
-from nerfcompress.image.codec import decode_image
+from nerfcompress.image.codec import decode_image, network_tensors
 from nerfcompress.image.config import ImageModelConfig
 from nerfcompress.image.pipeline import bits_per_pixel, decoded_strips, encode_picture, evaluate
 from nerfcompress.image.pixels import PixelSource
 from nerfcompress.image.raster import raster_plan
 from nerfcompress.image.train import TrainSettings, fit, sample_loss
+from nerfcompress.tables.symbols import FloatPart
 
 
 def _picture(height=24, width=30, channels=3):
@@ -25,6 +27,7 @@ def _picture(height=24, width=30, channels=3):
 CONFIGS = {
     "shacira": ImageModelConfig(num_levels=4, hidden=(8,)),
     "shacira-shared-prior": ImageModelConfig(num_levels=4, hidden=(8,), per_level_prior=False),
+    "shacira-context": ImageModelConfig(num_levels=4, hidden=(8,), context_hidden=(8,)),
     "vqad": ImageModelConfig(method="vqad", num_levels=4, hidden=(8,), bits=3, features_per_level=2),
 }
 
@@ -94,6 +97,9 @@ def test_damaged_and_foreign_files_raise_bitstream_errors(encoded):
         ("method", "jpeg"),
         ("extra", 1),
         ("decoder", "cubic"),
+        ("context_hidden", [100000]),
+        ("context_hidden", "16"),
+        ("context_hidden", [8, 8, 8, 8]),
     ],
 )
 def test_hostile_model_settings_are_refused_before_anything_is_built(encoded, field, value):
@@ -259,3 +265,58 @@ def test_a_decoder_absorbs_a_latent_offset_exactly(kind):
     decoded = decoder(latents)
     rows = slice(None) if kind == "shared" else slice(0, 5)  # the per-level map moves level 0 only
     assert torch.allclose(decoded[rows], expected[rows], atol=1e-6)
+
+
+def test_the_context_model_codes_the_same_picture_in_context_coded_sections():
+    """Training does not see the context model (fitted afterwards), so the decoded pictures are
+    the same; the grid's dense levels are context-coded, fitted to latents with spatial structure."""
+    source = PixelSource(np.asarray(_picture(48, 60).strip(0, 48)))
+    settings = TrainSettings(steps=120, lmbda=1e-4, context_steps=150, context_lr=2e-2)
+    plain, _ = encode_picture(source, CONFIGS["shacira"], settings)
+    coded, info = encode_picture(source, CONFIGS["shacira-context"], settings)
+    assert info["context_seconds"] > 0
+    model, header = decode_image(coded)
+    assert header["model"]["context_hidden"] == [8] and model.context is not None
+    plan = raster_plan(model.grid)
+    with torch.no_grad():
+        assert torch.equal(model.render_raster(plan), decode_image(plain)[0].render_raster(plan))
+    _, sections = read_container(coded)
+    modes = []
+    for k, table in enumerate(model.tables):
+        floats = [p for p in table.symbol_layout().levels[0].values() if isinstance(p, FloatPart)]
+        start = 4 + sum(2 * math.prod(p.shape) for p in floats)  # after the checksum and the fp16 decoder
+        modes.append(sections[f"g{k}.l0"][start])
+    assert set(modes) <= {0, 1}
+    assert modes.count(1) >= 1, modes  # at least one level chose the context model over its own table
+    header["model"]["context_hidden"] = []  # the same sections read without the model: refused
+    with pytest.raises(BitstreamError):
+        decode_image(write_container(header, list(sections.items())))
+
+
+def test_the_encoder_codes_the_latents_under_the_context_model_the_decoder_rebuilds():
+    """A tensor rounded at precision 0 may round again to another value when stored (its step
+    follows its RMS): [-1, 11] rounds to [0, 12], stored as [0, 16]. The encoder must code the
+    latents under what the file stores, or the decoder's context model disagrees with it."""
+    source = _picture()
+    settings = TrainSettings(steps=60, lmbda=1e-4, context_steps=60, context_lr=2e-2)
+    captured = {}
+
+    def all_precisions_zero(model, loss_of_bits):
+        with torch.no_grad():
+            model.context.layers[-1].bias.copy_(torch.tensor([0.0, 12.0]))  # [-1, 11] rounded at precision 0
+            model.context.level_offsets.zero_()
+        captured["model"] = model
+        return [0] * len(network_tensors(model))
+
+    import nerfcompress.image.pipeline as pipeline
+
+    original = pipeline.quantize_network
+    pipeline.quantize_network = all_precisions_zero
+    try:
+        data, _ = encode_picture(source, CONFIGS["shacira-context"], settings)
+    finally:
+        pipeline.quantize_network = original
+    model, _ = decode_image(data)  # coded under another context model, it would not decode
+    assert model.context.layers[-1].bias.tolist() == [0.0, 16.0]
+    for decoded, encoded in zip(model.tables, captured["model"].tables):
+        assert torch.equal(decoded.integer_latents(), encoded.integer_latents())

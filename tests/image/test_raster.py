@@ -56,3 +56,23 @@ def test_plan_rejects_bad_rows():
         raster_plan(grid, 5, 5)
     with pytest.raises(ValueError, match="rows must satisfy"):
         raster_plan(grid, 0, 11)
+
+
+@pytest.mark.parametrize("height, width", [(300, 451), (451, 300), (64, 64), (100, 37)])
+def test_raster_widths_put_each_stored_row_beside_its_grid_neighbours(height, width):
+    """A dense level's stored rows, row-major in rows of its raster width, have the vertex to the
+    right one position on (within a raster row) and the vertex below one raster row on."""
+    from nerfcompress.image.config import ImageModelConfig
+
+    grid = RasterGrid(ImageModelConfig(num_levels=7).layout(height, width), height, width)
+    widths = grid.level_raster_widths
+    assert all(w is not None for w in widths[-4:])  # the levels that hold most latents are context-coded
+    for level, (stored, w) in enumerate(zip(grid.stored_rows, widths)):
+        if w is None:
+            assert grid.layout.level_is_hashed[level] or len(stored) < 2_000
+            continue
+        resolution = grid.layout.level_resolutions[level]
+        positions = np.arange(len(stored))
+        right = (positions[:-1] % w) != w - 1
+        assert (np.diff(stored)[right] == 1).all()
+        assert (stored[w:] - stored[:-w] == resolution).all()

@@ -7,6 +7,7 @@ import torch
 from nerfcompress.entropy.coder import ChannelTables
 from nerfcompress.tables import (
     CodingTablesPart,
+    ContextPart,
     FloatPart,
     IndexPart,
     PlainTable,
@@ -103,3 +104,31 @@ def test_layouts_refuse_parts_after_a_stream_and_streams_without_their_tables():
         SymbolLayout("x", {}, {}, ({"a": RangePart(4, 2, "cdf")},))
     with pytest.raises(ValueError, match="level section"):
         SymbolLayout("x", {}, {"l0": {"a": FloatPart((1,))}}, ())
+
+
+def test_a_level_with_a_raster_width_is_stored_as_context_coded_latents():
+    torch.manual_seed(0)
+    table = ShaciraTable(
+        32,
+        1,
+        latent_dim=1,
+        level_rows=LEVEL_ROWS,
+        latent_init_scale=3.0,
+        decoder="per-level",
+        level_widths=(None, 6),
+        context_level_base=2,
+    )
+    layout = table.symbol_layout()
+    assert isinstance(layout.levels[0]["latents"], RangePart) and "tables" in layout.levels[0]
+    assert layout.levels[1]["latents"] == ContextPart(24, 6, 3) and "tables" not in layout.levels[1]
+    symbols = table.to_symbols()
+    assert symbols.levels[1]["latents"].shape == (24,) and symbols.levels[1]["latents"].dtype == np.int32
+    ((latents, width, level),) = table.context_levels()
+    assert torch.equal(latents, torch.round(table.latents.detach()[8:, 0])) and (width, level) == (6, 3)
+    copy = ShaciraTable(32, 1, latent_dim=1, level_rows=LEVEL_ROWS, decoder="per-level", level_widths=(None, 6))
+    copy.from_symbols(symbols)
+    assert torch.equal(copy.integer_latents(), table.integer_latents())
+    with pytest.raises(ValueError, match="latent_dim 1"):
+        ShaciraTable(32, 2, latent_dim=2, level_rows=LEVEL_ROWS, level_widths=(None, 6))
+    with pytest.raises(ValueError, match="level_widths"):
+        ShaciraTable(32, 1, latent_dim=1, level_rows=LEVEL_ROWS, level_widths=(6,))
