@@ -79,6 +79,7 @@ TABLE_TOTAL = 1 << 16
 """Sum of every context table's counts."""
 _MODES = (0, 1)
 _CHUNK_COUNTS = 1 << 22  # counts handed to the range coder at once when encoding (bounds memory)
+_PREDICT_CHUNK = 1 << 16  # latents the encoder predicts at once
 _THETA_DENOMINATOR = 1 << 16
 THETA_NUMERATORS: Tuple[int, ...] = tuple(
     min(_THETA_DENOMINATOR - 1, max(1, round(_THETA_DENOMINATOR * math.exp(-(2.0 ** (3 - u / 4))))))
@@ -247,12 +248,11 @@ def wavefronts(count: int, cols: int) -> Tuple[np.ndarray, np.ndarray]:
 
 def _neighbour_index(cols: int, order: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Positions in the zero-padded level ``[rows + 2, cols + 3]`` of each coded latent ``[N]``
-    and of its neighbours ``[N, K]``, in coding order."""
+    (coding order), and the offsets ``[K]`` from a latent's position to its neighbours'."""
     a, b = np.divmod(order, cols)
     width = cols + 3
-    own = (a + 2) * width + (b + 2)
     offsets = np.array([da * width + db for da, db in CONTEXT_OFFSETS], dtype=np.int64)
-    return own, own[:, None] + offsets[None, :]
+    return (a + 2) * width + (b + 2), offsets
 
 
 def _split(m: np.ndarray, u: np.ndarray, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -265,11 +265,13 @@ def _split(m: np.ndarray, u: np.ndarray, lo: int, hi: int) -> Tuple[np.ndarray, 
 
 def _context_stream(values: np.ndarray, cols: int, model: IntegerContextModel, level: int, lo: int, hi: int) -> bytes:
     order, _ = wavefronts(len(values), cols)
-    own, neighbours = _neighbour_index(cols, order)
+    own, offsets = _neighbour_index(cols, order)
     padded = np.zeros((raster_rows(len(values), cols) + 2) * (cols + 3), dtype=np.int64)
     padded[own] = values[order]
-    m, u = model.predict(padded[neighbours], level)
-    table_rows, centre = _split(m, u, lo, hi)
+    table_rows, centre = np.empty(len(own), np.int64), np.empty(len(own), np.int64)
+    for start in range(0, len(own), _PREDICT_CHUNK):  # bounded memory: K neighbours per latent
+        part = slice(start, start + _PREDICT_CHUNK)
+        table_rows[part], centre[part] = _split(*model.predict(padded[own[part, None] + offsets], level), lo, hi)
     symbols = (values[order] - centre + (hi - lo)).astype(np.int32)
     return _range_code(symbols, table_rows, context_tables(hi - lo))
 
@@ -342,7 +344,7 @@ def decode_raster(payload: bytes, count: int, cols: int, model: IntegerContextMo
     words = np.frombuffer(stream, dtype="<u4").astype(np.uint32)
     hi = lo + spread
     order, starts = wavefronts(count, cols)
-    own, neighbours = _neighbour_index(cols, order)
+    own, offsets = _neighbour_index(cols, order)
     padded = np.zeros((raster_rows(count, cols) + 2) * (cols + 3), dtype=np.int64)
     tables = context_tables(spread)
     family = constriction.stream.model.Categorical(perfect=False)
@@ -351,7 +353,7 @@ def decode_raster(payload: bytes, count: int, cols: int, model: IntegerContextMo
     try:
         decoder = constriction.stream.queue.RangeDecoder(words)
         for begin, end in zip(starts[:-1].tolist(), starts[1:].tolist()):
-            m, u = model.predict(padded[neighbours[begin:end]], level)
+            m, u = model.predict(padded[own[begin:end, None] + offsets], level)
             table_rows, centre = _split(m, u, lo, hi)
             decoded = decoder.decode(family, tables[table_rows])
             latents = decoded.astype(np.int64) + centre - spread
