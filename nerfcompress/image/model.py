@@ -11,6 +11,8 @@ interpolated features to its ``C`` channels in [0, 1].
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -139,6 +141,17 @@ class ImageModel(nn.Module):
         """Differentiable rate of the grid's latents in bits under the tables' learned priors
         (zero for VQAD): what training weighs."""
         return sum(table.rate_bits() for table in self.tables)
+
+    def without_context(self) -> "ImageModel":
+        """A copy whose dense levels are coded under their own frequency tables, without the
+        context model (the settings it records say so)."""
+        plain = copy.deepcopy(self)
+        plain.config = replace(self.config, context_hidden=())
+        plain.context = None
+        for table in plain.tables:
+            if isinstance(table, ShaciraTable):
+                table.level_widths = (None,) * len(table.level_rows)
+        return plain
 
     def context_levels(self) -> List[Tuple[Tensor, int, int]]:
         """``(rounded latents [rows_l], raster width, context level)`` of every context-coded level."""

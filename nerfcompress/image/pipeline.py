@@ -263,12 +263,14 @@ def encode_picture(
     progress: Optional[Progress] = None,
 ) -> Tuple[bytes, Dict[str, Any]]:
     """Fits a model to ``source``, chooses each level's rounding offset, switches off the dead
-    levels not worth their bits, quantises the network and writes the file.
+    levels not worth their bits, fits the context model, quantises the networks and writes the
+    file, without the context model if that is shorter.
 
     Returns:
         ``(file bytes, info)`` with ``train_seconds``, ``total_seconds``, ``lambda``,
         ``rounding_offsets`` (:func:`choose_rounding_offsets`) and ``levels_switched_off``
-        (:func:`switch_off_levels`).
+        (:func:`switch_off_levels`), ``context_seconds`` (:func:`fit_context`) and
+        ``context_coded`` (whether the file kept the context model).
     """
     start = time.perf_counter()
     model = fit(source, config, settings, device=device, progress=progress).cpu()
@@ -287,7 +289,13 @@ def encode_picture(
     else:
         grid_bits_now = lambda: coded_grid_bits(model)  # noqa: E731  (the context model's precision does)
     precisions = quantize_network(model, lambda bits: mse() + lmbda * (bits + grid_bits_now()) / source.num_pixels)
+    without = model.without_context() if model.context is not None else None  # before encode_image rounds again
     data = encode_image(model, precisions)
+    context_coded = without is not None
+    if without is not None:  # at the lowest rates its tensors can cost more than it saves
+        plain = encode_image(without, precisions[: len(network_tensors(without))])
+        if len(plain) < len(data):
+            data, context_coded = plain, False
     return data, {
         "train_seconds": train_seconds,
         "total_seconds": time.perf_counter() - start,
@@ -295,6 +303,7 @@ def encode_picture(
         "rounding_offsets": offsets,
         "levels_switched_off": switched_off,
         "context_seconds": context_seconds,
+        "context_coded": context_coded,
     }
 
 

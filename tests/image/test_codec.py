@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from nerfcompress.bitstream.container import read_container, split_level_section, write_container
+from nerfcompress.bitstream.quantized_tensors import round_trip
 from nerfcompress.errors import BitstreamError
-from nerfcompress.image.codec import decode_image, network_tensors
+from nerfcompress.image.codec import decode_image, encode_image, network_tensors
 from nerfcompress.image.config import ImageModelConfig
-from nerfcompress.image.pipeline import bits_per_pixel, decoded_strips, encode_picture, evaluate
+from nerfcompress.image.pipeline import bits_per_pixel, decoded_strips, encode_picture, evaluate, fit_context
 from nerfcompress.image.pixels import PixelSource
 from nerfcompress.image.raster import raster_plan
 from nerfcompress.image.train import TrainSettings, fit, sample_loss
@@ -274,7 +275,7 @@ def test_the_context_model_codes_the_same_picture_in_context_coded_sections():
     settings = TrainSettings(steps=120, lmbda=1e-4, context_steps=150, context_lr=2e-2)
     plain, _ = encode_picture(source, CONFIGS["shacira"], settings)
     coded, info = encode_picture(source, CONFIGS["shacira-context"], settings)
-    assert info["context_seconds"] > 0
+    assert info["context_seconds"] > 0 and info["context_coded"]
     model, header = decode_image(coded)
     assert header["model"]["context_hidden"] == [8] and model.context is not None
     plan = raster_plan(model.grid)
@@ -297,26 +298,23 @@ def test_the_encoder_codes_the_latents_under_the_context_model_the_decoder_rebui
     """A tensor rounded at precision 0 may round again to another value when stored (its step
     follows its RMS): [-1, 11] rounds to [0, 12], stored as [0, 16]. The encoder must code the
     latents under what the file stores, or the decoder's context model disagrees with it."""
+    model = fit(_picture(), CONFIGS["shacira-context"], TrainSettings(steps=60, lmbda=1e-4))
+    fit_context(model, TrainSettings(context_steps=60, context_lr=2e-2))
+    with torch.no_grad():
+        for param in network_tensors(model):
+            param.copy_(torch.from_numpy(round_trip(param.numpy(), 0)))
+        model.context.layers[-1].bias.copy_(torch.tensor([0.0, 12.0]))  # [-1, 11] rounded at precision 0
+    latents = [table.integer_latents() for table in model.tables]
+    decoded, _ = decode_image(encode_image(model, [0] * len(network_tensors(model))))  # raises if out of step
+    assert decoded.context.layers[-1].bias.tolist() == [0.0, 16.0]
+    assert all(torch.equal(t.integer_latents(), q) for t, q in zip(decoded.tables, latents))
+
+
+def test_a_context_model_that_does_not_pay_for_itself_is_left_out_of_the_file():
+    """Unfitted, it codes no level better than the levels' own tables, and its tensors would be
+    bytes for nothing: the file is then exactly the one written without it."""
     source = _picture()
-    settings = TrainSettings(steps=60, lmbda=1e-4, context_steps=60, context_lr=2e-2)
-    captured = {}
-
-    def all_precisions_zero(model, loss_of_bits):
-        with torch.no_grad():
-            model.context.layers[-1].bias.copy_(torch.tensor([0.0, 12.0]))  # [-1, 11] rounded at precision 0
-            model.context.level_offsets.zero_()
-        captured["model"] = model
-        return [0] * len(network_tensors(model))
-
-    import nerfcompress.image.pipeline as pipeline
-
-    original = pipeline.quantize_network
-    pipeline.quantize_network = all_precisions_zero
-    try:
-        data, _ = encode_picture(source, CONFIGS["shacira-context"], settings)
-    finally:
-        pipeline.quantize_network = original
-    model, _ = decode_image(data)  # coded under another context model, it would not decode
-    assert model.context.layers[-1].bias.tolist() == [0.0, 16.0]
-    for decoded, encoded in zip(model.tables, captured["model"].tables):
-        assert torch.equal(decoded.integer_latents(), encoded.integer_latents())
+    settings = TrainSettings(steps=60, lmbda=1e-3, context_steps=0)
+    with_model, info = encode_picture(source, CONFIGS["shacira-context"], settings)
+    without, _ = encode_picture(source, CONFIGS["shacira"], settings)
+    assert not info["context_coded"] and with_model == without
