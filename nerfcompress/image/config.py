@@ -90,7 +90,10 @@ class ImageModelConfig:
     def to_header(self) -> Dict[str, Any]:
         entry = asdict(self)
         entry["hidden"] = list(self.hidden)
-        entry["context_hidden"] = list(self.context_hidden)
+        if self.context_hidden:
+            entry["context_hidden"] = list(self.context_hidden)
+        else:
+            del entry["context_hidden"]  # a file without one reads as files before the field did
         return entry
 
 

@@ -318,3 +318,4 @@ def test_a_context_model_that_does_not_pay_for_itself_is_left_out_of_the_file():
     with_model, info = encode_picture(source, CONFIGS["shacira-context"], settings)
     without, _ = encode_picture(source, CONFIGS["shacira"], settings)
     assert not info["context_coded"] and with_model == without
+    assert "context_hidden" not in read_container(without)[0]["model"]  # the bytes of a format-6 file
