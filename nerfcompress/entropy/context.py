@@ -103,15 +103,30 @@ def neighbour_stack(values: Tensor, cols: int, positions: Optional[Tensor] = Non
     all of them): ``[n, K]``, zeros outside the level."""
     count = values.shape[0]
     rows = raster_rows(count, cols)
+    top, left, right = _padding()
     grid = nn.functional.pad(values, (0, rows * cols - count)).view(rows, cols)
-    padded = nn.functional.pad(grid[None, None], (2, 1, 2, 0))[0, 0]  # [rows + 2, cols + 3]
+    padded = nn.functional.pad(grid[None, None], (left, right, top, 0))[0, 0]  # [rows + top, cols + left + right]
     if positions is None:
-        taken = [padded[2 + da : 2 + da + rows, 2 + db : 2 + db + cols] for da, db in CONTEXT_OFFSETS]
+        taken = [padded[top + da : top + da + rows, left + db : left + db + cols] for da, db in CONTEXT_OFFSETS]
         return torch.stack(taken, dim=-1).reshape(rows * cols, len(CONTEXT_OFFSETS))[:count]
-    width = cols + 3
-    own = (torch.div(positions, cols, rounding_mode="floor") + 2) * width + positions % cols + 2  # [n]
+    width = cols + left + right
+    own = (torch.div(positions, cols, rounding_mode="floor") + top) * width + positions % cols + left  # [n]
     offsets = torch.tensor([da * width + db for da, db in CONTEXT_OFFSETS], device=positions.device)
     return padded.reshape(-1)[own[:, None] + offsets[None, :]]
+
+
+def _padding() -> Tuple[int, int, int]:
+    """Zero rows above, columns left and right of a level that hold every latent's neighbours."""
+    return (
+        -min(da for da, _ in CONTEXT_OFFSETS),
+        -min(min(db for _, db in CONTEXT_OFFSETS), 0),
+        max(max(db for _, db in CONTEXT_OFFSETS), 0),
+    )
+
+
+def _padded_size(count: int, cols: int) -> int:
+    top, left, right = _padding()
+    return (raster_rows(count, cols) + top) * (cols + left + right)
 
 
 class ContextModel(nn.Module):
@@ -247,12 +262,13 @@ def wavefronts(count: int, cols: int) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _neighbour_index(cols: int, order: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Positions in the zero-padded level ``[rows + 2, cols + 3]`` of each coded latent ``[N]``
+    """Positions in the zero-padded level (:func:`_padding`) of each coded latent ``[N]``
     (coding order), and the offsets ``[K]`` from a latent's position to its neighbours'."""
+    top, left, right = _padding()
     a, b = np.divmod(order, cols)
-    width = cols + 3
+    width = cols + left + right
     offsets = np.array([da * width + db for da, db in CONTEXT_OFFSETS], dtype=np.int64)
-    return (a + 2) * width + (b + 2), offsets
+    return (a + top) * width + (b + left), offsets
 
 
 def _split(m: np.ndarray, u: np.ndarray, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -266,7 +282,7 @@ def _split(m: np.ndarray, u: np.ndarray, lo: int, hi: int) -> Tuple[np.ndarray, 
 def _context_stream(values: np.ndarray, cols: int, model: IntegerContextModel, level: int, lo: int, hi: int) -> bytes:
     order, _ = wavefronts(len(values), cols)
     own, offsets = _neighbour_index(cols, order)
-    padded = np.zeros((raster_rows(len(values), cols) + 2) * (cols + 3), dtype=np.int64)
+    padded = np.zeros(_padded_size(len(values), cols), dtype=np.int64)
     padded[own] = values[order]
     table_rows, centre = np.empty(len(own), np.int64), np.empty(len(own), np.int64)
     for start in range(0, len(own), _PREDICT_CHUNK):  # bounded memory: K neighbours per latent
@@ -345,7 +361,7 @@ def decode_raster(payload: bytes, count: int, cols: int, model: IntegerContextMo
     hi = lo + spread
     order, starts = wavefronts(count, cols)
     own, offsets = _neighbour_index(cols, order)
-    padded = np.zeros((raster_rows(count, cols) + 2) * (cols + 3), dtype=np.int64)
+    padded = np.zeros(_padded_size(count, cols), dtype=np.int64)
     tables = context_tables(spread)
     family = constriction.stream.model.Categorical(perfect=False)
     symbols = np.empty(count, dtype=np.int32)
