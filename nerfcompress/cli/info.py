@@ -22,6 +22,25 @@ def _bits(entry: Dict[str, Any]) -> str:
     return f", {bits} bits" if isinstance(bits, int) and not isinstance(bits, bool) else ""
 
 
+def _joined(widths: Any) -> str:
+    return "-".join(str(w) for w in widths)[:40] if isinstance(widths, list) else f"{widths!s:.40}"
+
+
+def _image_summary(header: Dict[str, Any]) -> str:
+    """One line on an image file's picture and model, from its (untrusted, unchecked) header."""
+    model = header.get("model") if isinstance(header.get("model"), dict) else {}
+    size = " x ".join(f"{header.get(key)!s:.12}" for key in ("width", "height", "channels"))
+    context = model.get("context_hidden")
+    coding = (
+        f"context model {_joined(context)} (dense levels coded from their decoded neighbours)"
+        if context
+        else "no context model (each level under its own frequency table)"
+    )
+    if model.get("method") == "vqad":
+        coding = f"{model.get('bits')!s:.4}-bit codebook indices"
+    return f"picture {size}; model {model.get('num_levels')!s:.4} levels, MLP {_joined(model.get('hidden'))}, {coding}"
+
+
 @dataclass
 class Info:
     """Print a compressed file's header, its sections with their exact sizes and bits per grid row, and the
@@ -67,6 +86,7 @@ class Info:
                 f"grid {name} ({grid_kinds.get(name)}): {rows:,} rows, {bits / max(rows, 1):.3f} bits per row"
             )
         if "grids" not in header:  # an image file: its model settings fix the grids, one level each
+            console.print(_image_summary(header))
             console.print("levels of detail: none (an image file decodes whole)")
             return
         try:

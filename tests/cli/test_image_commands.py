@@ -77,3 +77,20 @@ def test_eval_rejects_a_reference_of_another_size(tmp_path, capsys):
     ImageEncode(photo=photo, output=tmp_path / "p.ncmp", **TINY).main()
     other = _photo(tmp_path, (21, 28, 3), "other.png")
     _fails_with(ImageEval(file=tmp_path / "p.ncmp", reference=other), capsys, "reference is")
+
+
+def test_info_says_how_an_image_file_codes_its_levels(tmp_path, capsys):
+    from nerfcompress.bitstream.container import read_container, write_container
+    from nerfcompress.cli.info import Info
+
+    photo = _photo(tmp_path)
+    ImageEncode(photo=photo, output=tmp_path / "p.ncmp", context=False, **TINY).main()
+    capsys.readouterr()
+    Info(file=tmp_path / "p.ncmp").main()
+    out = capsys.readouterr().out
+    assert "picture 28 x 20 x 3" in out and "MLP 8" in out and "no context model" in out
+    header, sections = read_container((tmp_path / "p.ncmp").read_bytes())
+    header["model"]["context_hidden"] = [16]  # info reads the header only
+    (tmp_path / "c.ncmp").write_bytes(write_container(header, list(sections.items())))
+    Info(file=tmp_path / "c.ncmp").main()
+    assert "context model 16 (dense levels" in capsys.readouterr().out
