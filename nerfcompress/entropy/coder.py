@@ -229,6 +229,13 @@ def build_tables(
     return ChannelTables(lo=lo.astype(np.int32), freq=tuple(freq))
 
 
+def empirical_tables(latents: np.ndarray) -> ChannelTables:
+    """The tables a file codes a level's ``latents`` (int32 ``[rows, D]``, rows >= 1) with: each
+    channel's own symbol frequencies at the count total that costs the fewest bytes
+    (``build_tables(latents, empirical_pmf(latents), total=None)``)."""
+    return build_tables(latents, empirical_pmf(latents), total=None)
+
+
 MAX_COUNT_BYTES = 4
 """Longest stored count (LEB128): a channel's counts sum to at most ``2**24``."""
 TABLE_TOTALS = tuple(1 << k for k in range(6, 17))

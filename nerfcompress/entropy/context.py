@@ -45,9 +45,8 @@ import torch
 from torch import Tensor, nn
 
 from nerfcompress.entropy.coder import (
-    build_tables,
     decode_latents,
-    empirical_pmf,
+    empirical_tables,
     encode_latents,
     pack_tables,
     quantize_pmf,
@@ -318,7 +317,7 @@ def encode_raster(values: np.ndarray, cols: int, model: IntegerContextModel, lev
     if cols < 1:
         raise ValueError(f"cols must be >= 1, found {cols}")
     column = values.reshape(-1, 1)
-    tables = build_tables(column, empirical_pmf(column), total=None)
+    tables = empirical_tables(column)
     factorised = bytes([0]) + pack_tables(tables) + encode_latents(column, tables)
     lo = int(values.min())
     hi = max(int(values.max()), lo + 1)  # a table of one symbol is no distribution
