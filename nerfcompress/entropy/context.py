@@ -58,6 +58,9 @@ from nerfcompress.varint import encode_uvarints, read_uvarints, unzigzag, zigzag
 CONTEXT_OFFSETS = ((0, -1), (0, -2), (-1, -1), (-1, 0), (-1, 1), (-2, -1), (-2, 0), (-2, 1))
 """``(row, column)`` offsets of the neighbours a latent's distribution depends on, all decoded
 before it in raster order and on an earlier wavefront ``t = column + 2 * row``."""
+_PAD_TOP = -min(da for da, _ in CONTEXT_OFFSETS)  # zero rows above a level: every neighbour's
+_PAD_LEFT = -min(min(db for _, db in CONTEXT_OFFSETS), 0)  # zero columns left of it
+_PAD_RIGHT = max(max(db for _, db in CONTEXT_OFFSETS), 0)  # and right of it
 NUM_SCALES = 41
 """Scale indices ``u = 0 .. 40``: ``b_u = 2 ** (u / 4 - 3)``, 1/8 to 128."""
 INITIAL_SCALE_INDEX = 12.0
@@ -102,7 +105,7 @@ def neighbour_stack(values: Tensor, cols: int, positions: Optional[Tensor] = Non
     all of them): ``[n, K]``, zeros outside the level."""
     count = values.shape[0]
     rows = raster_rows(count, cols)
-    top, left, right = _padding()
+    top, left, right = _PAD_TOP, _PAD_LEFT, _PAD_RIGHT
     grid = nn.functional.pad(values, (0, rows * cols - count)).view(rows, cols)
     padded = nn.functional.pad(grid[None, None], (left, right, top, 0))[0, 0]  # [rows + top, cols + left + right]
     if positions is None:
@@ -114,18 +117,8 @@ def neighbour_stack(values: Tensor, cols: int, positions: Optional[Tensor] = Non
     return padded.reshape(-1)[own[:, None] + offsets[None, :]]
 
 
-def _padding() -> Tuple[int, int, int]:
-    """Zero rows above, columns left and right of a level that hold every latent's neighbours."""
-    return (
-        -min(da for da, _ in CONTEXT_OFFSETS),
-        -min(min(db for _, db in CONTEXT_OFFSETS), 0),
-        max(max(db for _, db in CONTEXT_OFFSETS), 0),
-    )
-
-
 def _padded_size(count: int, cols: int) -> int:
-    top, left, right = _padding()
-    return (raster_rows(count, cols) + top) * (cols + left + right)
+    return (raster_rows(count, cols) + _PAD_TOP) * (cols + _PAD_LEFT + _PAD_RIGHT)
 
 
 class ContextModel(nn.Module):
@@ -261,13 +254,13 @@ def wavefronts(count: int, cols: int) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _neighbour_index(cols: int, order: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Positions in the zero-padded level (:func:`_padding`) of each coded latent ``[N]``
-    (coding order), and the offsets ``[K]`` from a latent's position to its neighbours'."""
-    top, left, right = _padding()
+    """Positions in the zero-padded level (:data:`_PAD_TOP` rows above, :data:`_PAD_LEFT` and
+    :data:`_PAD_RIGHT` columns beside) of each coded latent ``[N]`` (coding order), and the offsets
+    ``[K]`` from a latent's position to its neighbours'."""
     a, b = np.divmod(order, cols)
-    width = cols + left + right
+    width = cols + _PAD_LEFT + _PAD_RIGHT
     offsets = np.array([da * width + db for da, db in CONTEXT_OFFSETS], dtype=np.int64)
-    return (a + top) * width + (b + left), offsets
+    return (a + _PAD_TOP) * width + (b + _PAD_LEFT), offsets
 
 
 def _split(m: np.ndarray, u: np.ndarray, lo: int, hi: int) -> Tuple[np.ndarray, np.ndarray]:
