@@ -42,7 +42,9 @@ def bits_per_pixel(num_bytes: int, num_pixels: int) -> float:
 
 
 @torch.no_grad()
-def quantize_network(model: ImageModel, loss_of_bits: Callable[[float], float]) -> List[int]:
+def quantize_network(
+    model: ImageModel, loss_of_bits: Callable[[float], float], params: Optional[List[torch.Tensor]] = None
+) -> List[int]:
     """Rounds the networks' tensors in place to their best precisions; returns them.
 
     Cool-chic's search (``coolchic/nnquant/``): greedy, tensor by tensor in file order, every
@@ -54,13 +56,15 @@ def quantize_network(model: ImageModel, loss_of_bits: Callable[[float], float]) 
         model: the trained model (its networks are modified in place).
         loss_of_bits: ``bits of the rounded tensors -> loss`` (lower is better); the context
             model's tensors change only the grid's bits, which the caller's loss must count.
+        params: the tensors to search, in file order (default: every tensor of
+            :func:`~nerfcompress.image.codec.network_tensors`).
 
     Returns:
-        One precision per tensor, :func:`~nerfcompress.image.codec.network_tensors` order.
+        One precision per tensor searched, in their order.
     """
     chosen: List[int] = []
     coded_bits = 0.0
-    for param in network_tensors(model):
+    for param in network_tensors(model) if params is None else params:
         original = param.detach().cpu().numpy().copy()
         best = None
         for precision in range(MAX_PRECISION_BITS + 1):
@@ -106,30 +110,34 @@ def fit_context(model: ImageModel, settings: TrainSettings) -> float:
 
 
 @torch.no_grad()
-def coded_grid_bits(model: ImageModel) -> float:
-    """Bits the file spends on the grid's SHACIRA latents, an estimate: each level coded with its
-    own frequencies, or a context-coded level with whichever of those and the context model's
-    code length is fewer (as :func:`~nerfcompress.entropy.context.encode_raster` chooses), that
-    code length estimated from at most :data:`CONTEXT_FIT_LATENTS` of a level's latents (the same
-    ones at every call)."""
-    total = 0.0
+def context_level_bits(model: ImageModel) -> Callable[[], float]:
+    """``() -> bits`` the file spends on the context-coded levels under the model's context model
+    as it stands, an estimate: each level with whichever of its own frequencies and the context
+    model's code length is fewer (as :func:`~nerfcompress.entropy.context.encode_raster`
+    chooses), that code length from at most :data:`CONTEXT_FIT_LATENTS` of the level's latents.
+    The latents, their own tables' bits and the sampled positions are taken once: only the
+    context model changes between calls (the precision search of its tensors)."""
+    levels = []
     for table, level, rows, _ in _shacira_levels(model):
-        bits = _coded_bits(table, rows)
         width = table.level_widths[level]
-        if width is not None and model.context is not None:
-            latents = torch.round(table.latents[rows, 0])
-            positions = None
-            if len(latents) > CONTEXT_FIT_LATENTS:
-                generator = torch.Generator().manual_seed(level)
-                positions = torch.randint(len(latents), (CONTEXT_FIT_LATENTS,), generator=generator)
-            context = model.context.rate_bits(latents, width, table.context_level_base + level, positions)
-            bits = min(bits, float(context))
-        total += bits
-    return total
+        if width is None or model.context is None:
+            continue
+        latents = torch.round(table.latents[rows, 0])
+        positions = None
+        if len(latents) > CONTEXT_FIT_LATENTS:
+            generator = torch.Generator().manual_seed(level)
+            positions = torch.randint(len(latents), (CONTEXT_FIT_LATENTS,), generator=generator)
+        levels.append((_coded_bits(table, rows), latents, width, table.context_level_base + level, positions))
+
+    def bits() -> float:
+        with torch.no_grad():
+            return sum(min(own, float(model.context.rate_bits(*coded))) for own, *coded in levels)
+
+    return bits
 
 
 CONTEXT_FIT_LATENTS = 1 << 18
-"""Latents a step of :func:`fit_context` (and each context code length of :func:`coded_grid_bits`)
+"""Latents a step of :func:`fit_context` (and each context code length of :func:`context_level_bits`)
 looks at, drawn at random when the grid has more: bounds their cost on large pictures."""
 ROUNDING_OFFSETS = (0.5, 0.25, -0.25)
 """Shifts of a level's latents tried before rounding (see :func:`choose_rounding_offsets`)."""
@@ -282,13 +290,15 @@ def encode_picture(
     offsets = choose_rounding_offsets(model, post_hoc_loss)
     switched_off = switch_off_levels(model, post_hoc_loss)
     context_seconds = fit_context(model, settings)
-    if model.context is None:
-        with torch.no_grad():
-            grid_bits = float(model.rate_bits())
-        grid_bits_now = lambda: grid_bits  # noqa: E731  (the network's precision does not change it)
-    else:
-        grid_bits_now = lambda: coded_grid_bits(model)  # noqa: E731  (the context model's precision does)
-    precisions = quantize_network(model, lambda bits: mse() + lmbda * (bits + grid_bits_now()) / source.num_pixels)
+    with torch.no_grad():
+        grid_bits = float(model.rate_bits())  # the synthesis network's precisions do not change it
+    tensors = network_tensors(model)
+    synthesis = len(list(model.synthesis.parameters()))
+    loss = lambda bits: mse() + lmbda * (bits + grid_bits) / source.num_pixels  # noqa: E731
+    precisions = quantize_network(model, loss, tensors[:synthesis])
+    if model.context is not None:  # its tensors change the context-coded levels' bits, not the picture
+        level_bits = context_level_bits(model)
+        precisions += quantize_network(model, lambda bits: bits + level_bits(), tensors[synthesis:])
     without = model.without_context() if model.context is not None else None  # before encode_image rounds again
     data = encode_image(model, precisions)
     context_coded = without is not None
