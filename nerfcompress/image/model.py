@@ -157,11 +157,17 @@ class ImageModel(nn.Module):
         """``(rounded latents [rows_l], raster width, context level)`` of every context-coded level."""
         return [level for table in self.tables for level in table.context_levels()]
 
-    def context_bits(self, sample_latents: Optional[int] = None, seed: Optional[int] = None) -> Tensor:
+    def context_bits(
+        self,
+        sample_latents: Optional[int] = None,
+        seed: Optional[int] = None,
+        levels: Optional[List[Tuple[Tensor, int, int]]] = None,
+    ) -> Tensor:
         """The context model's code length of every context-coded level in bits, differentiable
         in the context model (zero without one); an estimate from about ``sample_latents`` latents
-        drawn at random (the same ones for the same ``seed``) when there are more."""
-        levels = self.context_levels()
+        drawn at random (the same ones for the same ``seed``) when there are more. ``levels``:
+        :meth:`context_levels`, when the caller has them (they change only with the latents)."""
+        levels = self.context_levels() if levels is None else levels
         bits = torch.zeros(())
         if self.context is None or not levels:
             return bits

@@ -69,21 +69,26 @@ def _axis_vertices(lower: np.ndarray) -> np.ndarray:
     return np.union1d(lower, lower + 1)
 
 
+def level_vertices(layout: GridLayout, level: int, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``(xs, ys)``: the sorted vertex indices ``int64`` along each axis of level ``level`` that
+    an ``height x width`` picture's pixel centres touch."""
+    side, scale = max(height, width), layout.level_scales[level]
+    xs = _axis_vertices(axis_corners(pixel_axis(width, side), scale)[0])
+    ys = _axis_vertices(axis_corners(pixel_axis(height, side), scale)[0])
+    return xs, ys
+
+
 def referenced_rows(layout: GridLayout, height: int, width: int) -> List[np.ndarray]:
     """Per level, the sorted level-local rows that some pixel reads, ``int64 [n_l]``.
 
     Dense levels: the vertices the picture's pixel centres touch (a product of per-axis sets).
     Hashed levels: every row (a hashed level's rows are shared by the whole picture)."""
-    side = max(height, width)
     out = []
     for level in range(layout.num_levels):
         if layout.level_is_hashed[level]:
             out.append(np.arange(layout.level_rows[level], dtype=np.int64))
             continue
-        scale = layout.level_scales[level]
-        xs = _axis_vertices(axis_corners(pixel_axis(width, side), scale)[0])
-        ys = _axis_vertices(axis_corners(pixel_axis(height, side), scale)[0])
-        out.append(np.unique(corner_rows(layout, level, xs, ys)))
+        out.append(np.unique(corner_rows(layout, level, *level_vertices(layout, level, height, width))))
     return out
 
 
@@ -116,17 +121,14 @@ class RasterGrid:
         are the vertices' rectangle, ``len(xs)`` wide; when they reach it, vertex ``(resolution,
         y)`` is the same row as ``(0, y + 1)`` and the stored rows are a contiguous run, laid out
         ``resolution`` wide (the layout's own arrangement)."""
-        side = max(self.height, self.width)
         widths: List[Optional[int]] = []
         for level, stored in enumerate(self.stored_rows):
             if self.layout.level_is_hashed[level]:
                 widths.append(None)
                 continue
-            scale = self.layout.level_scales[level]
-            xs = _axis_vertices(axis_corners(pixel_axis(self.width, side), scale)[0])
+            xs, ys = level_vertices(self.layout, level, self.height, self.width)
             resolution = self.layout.level_resolutions[level]
             if xs[-1] < resolution:  # the vertices' rectangle, row-major
-                ys = _axis_vertices(axis_corners(pixel_axis(self.height, side), scale)[0])
                 ys = ys[ys < resolution]  # vertex row ``resolution`` wraps onto row 0
                 rectangle = np.array_equal(stored, corner_rows(self.layout, level, xs, ys).reshape(-1))
                 widths.append(len(xs) if rectangle else None)
