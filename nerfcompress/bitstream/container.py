@@ -8,8 +8,10 @@ Layout (all integers little-endian)::
     6       4     header length H, uint32 (at most MAX_HEADER_BYTES)
     10      4     CRC32 of the H header bytes, uint32
     14      4     number of sections, uint32
-    18      H     header: a UTF-8 JSON object, zlib-compressed (at most MAX_HEADER_BYTES
-                  once inflated; inflating stops there, so a zip bomb costs nothing)
+    18      H     header: a UTF-8 JSON object (keys sorted, no spaces), raw-deflated under the
+                  preset dictionary HEADER_DICTIONARY (formats 6 and 7: a zlib stream without
+                  one); at most MAX_HEADER_BYTES once inflated, and inflating stops there, so a
+                  zip bomb costs nothing
     then per section, in file order:
             1     name length n, uint8 (1 .. MAX_NAME_BYTES)
             n     name, printable ASCII
@@ -43,18 +45,23 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from nerfcompress.bitstream.header_dictionary import EXAMPLE_HEADERS
 from nerfcompress.errors import BitstreamError
 
 MAGIC = b"NCMP"
-FORMAT_VERSION = 7
-"""7: an image file may code its dense levels under a context model (``context_hidden``);
+FORMAT_VERSION = 8
+"""8: the header deflated under a preset dictionary (:mod:`nerfcompress.bitstream.header_dictionary`);
+7: an image file may code its dense levels under a context model (``context_hidden``);
 6: coding tables in variable-length integers at the cheapest count precision, SHACIRA's per level;
 5: a checksum of the decoded symbols in every range-coded section, the coder's record in the header;
 4: networks quantised and range-coded, compact cameras, a header of allow-listed settings;
 3: grid entries without tensor specs (shapes come from the rebuilt tables' layouts);
 2: per-level sections, coarse level first; 1: one stream per grid."""
 OLDEST_READ_VERSION = 6
-"""The oldest format this code reads: a format-6 file is a format-7 file without context models."""
+"""The oldest format this code reads: a format-6 file is a format-7 file without context models, and
+a format-7 file a format-8 file whose header is a zlib stream without the preset dictionary."""
+FIRST_DICTIONARY_VERSION = 8
+"""The first format whose header is deflated under :data:`HEADER_DICTIONARY`."""
 MAX_HEADER_BYTES = 1 << 20
 MAX_NAME_BYTES = 64
 
@@ -126,14 +133,31 @@ def _check_name(name: str) -> bytes:
     return name.encode("ascii")
 
 
+def _header_text(header: Dict[str, Any]) -> bytes:
+    """A header's JSON text as files hold it: UTF-8, keys sorted, no spaces, strict (no NaN)."""
+    return json.dumps(header, allow_nan=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+HEADER_DICTIONARY = b"".join(_header_text(example) for example in EXAMPLE_HEADERS)
+"""The preset dictionary of format-8 headers: the text of
+:data:`~nerfcompress.bitstream.header_dictionary.EXAMPLE_HEADERS`, concatenated."""
+
+
+def _deflate(text: bytes) -> bytes:
+    """Raw deflate (no zlib wrapper: the container's CRC checks the bytes) of a header's text
+    under :data:`HEADER_DICTIONARY`."""
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, HEADER_DICTIONARY)
+    return deflater.compress(text) + deflater.flush()
+
+
 def _encode_header(header: Dict[str, Any]) -> bytes:
-    """The zlib-compressed JSON bytes of a header (see :func:`write_container`)."""
+    """The deflated JSON bytes of a header (see :func:`write_container`)."""
     if not isinstance(header, dict):
         raise ValueError(f"header must be a dict, found {type(header).__name__}")
-    text = json.dumps(header, allow_nan=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text = _header_text(header)
     if len(text) > MAX_HEADER_BYTES:
         raise ValueError(f"header is {len(text)} bytes once encoded, the limit is {MAX_HEADER_BYTES}")
-    return zlib.compress(text, 9)
+    return _deflate(text)
 
 
 def header_size_bytes(header: Dict[str, Any]) -> int:
@@ -189,23 +213,26 @@ def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
     return dict(pairs)
 
 
-def _inflate_header(header_bytes: bytes) -> bytes:
-    """The JSON bytes of a zlib-compressed header, inflating at most ``MAX_HEADER_BYTES``."""
-    inflater = zlib.decompressobj()
+def _inflate_header(header_bytes: bytes, version: int) -> bytes:
+    """The JSON bytes of a format-``version`` file's deflated header, inflating at most ``MAX_HEADER_BYTES``."""
+    if version >= FIRST_DICTIONARY_VERSION:
+        inflater = zlib.decompressobj(-15, zdict=HEADER_DICTIONARY)
+    else:
+        inflater = zlib.decompressobj()
     try:
         text = inflater.decompress(header_bytes, MAX_HEADER_BYTES)
     except zlib.error as exc:
-        raise BitstreamError(f"header is not zlib data ({exc}); the file is corrupt") from exc
+        raise BitstreamError(f"header is not deflate data ({exc}); the file is corrupt") from exc
     if inflater.unconsumed_tail:
         raise BitstreamError(f"header inflates beyond {MAX_HEADER_BYTES} bytes; the file is corrupt")
     if not inflater.eof or inflater.unused_data:
-        raise BitstreamError("header's zlib stream is incomplete or followed by junk; the file is corrupt")
+        raise BitstreamError("header's deflate stream is incomplete or followed by junk; the file is corrupt")
     return text
 
 
-def _parse_header(header_bytes: bytes) -> Dict[str, Any]:
+def _parse_header(header_bytes: bytes, version: int) -> Dict[str, Any]:
     try:
-        text = _inflate_header(header_bytes).decode("utf-8")
+        text = _inflate_header(header_bytes, version).decode("utf-8")
         header = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise BitstreamError(f"header is not valid UTF-8 JSON ({exc}); the file is corrupt") from exc
@@ -268,7 +295,7 @@ def _parse_preamble(view: memoryview, prefix: bool) -> Tuple[Dict[str, Any], int
     header_bytes = bytes(view[offset : offset + header_len])
     if zlib.crc32(header_bytes) != header_crc:
         raise BitstreamError("header CRC32 mismatch; the file is corrupt (re-export it or check the download)")
-    return _parse_header(header_bytes), offset + header_len, num_sections
+    return _parse_header(header_bytes, version), offset + header_len, num_sections
 
 
 def _parse_index(data: bytes, prefix: bool) -> Tuple[Dict[str, Any], List[SectionIndex], int]:

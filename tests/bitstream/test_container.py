@@ -1,3 +1,5 @@
+import copy
+import hashlib
 import os
 import random
 import struct
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nerfcompress.bitstream import container
 from nerfcompress.bitstream.container import (
     FORMAT_VERSION,
     MAGIC,
@@ -19,9 +22,11 @@ from nerfcompress.bitstream.container import (
     split_level_section,
     write_container,
 )
+from nerfcompress.bitstream.header_dictionary import EXAMPLE_HEADERS
 from nerfcompress.errors import BitstreamError
 
 HEADER = {"method": "shacira-nerfacto", "grids": [{"name": "g0", "rows": 8}], "scale": 0.5}
+HEADER_DICTIONARY_SHA256 = "c73f12bd761ded656e88db87b09f65c57e44375dd00a6ef5ad026ee416511228"
 SECTIONS = [("cameras", b"\x01\x02\x03" * 10), ("g0.latents", bytes(range(200))), ("empty", b"")]
 
 
@@ -95,11 +100,34 @@ def test_older_version_asks_to_re_export(data):
         read_container(older)
 
 
-def test_the_previous_format_still_reads(data):
-    """Format 7 only added context-coded image levels: a format-6 file is read as it is."""
-    previous = data[:4] + struct.pack("<H", FORMAT_VERSION - 1) + data[6:]
-    assert FORMAT_VERSION - 1 >= OLDEST_READ_VERSION
-    assert read_container(previous) == read_container(data)
+def _zlib_header_file(data: bytes, version: int) -> bytes:
+    """``data`` rewritten as a format-``version`` (6 or 7) file: the same sections, the header a
+    zlib stream without the preset dictionary."""
+    header_len = struct.unpack_from("<I", data, 6)[0]
+    header_bytes = zlib.compress(container._header_text(read_container(data)[0]), 9)
+    sections = data[18 + header_len :]
+    count = struct.unpack_from("<I", data, 14)[0]
+    preamble = struct.pack("<4sHIII", MAGIC, version, len(header_bytes), zlib.crc32(header_bytes), count)
+    return preamble + header_bytes + sections
+
+
+@pytest.mark.parametrize("version", [6, 7])
+def test_the_previous_formats_still_read(data, version):
+    """Format 8 only changed how the header is deflated, format 7 only added context-coded image
+    levels: files of formats 6 and 7 read as they are."""
+    assert OLDEST_READ_VERSION == 6 and container.FIRST_DICTIONARY_VERSION == FORMAT_VERSION == 8
+    assert read_container(_zlib_header_file(data, version)) == read_container(data)
+
+
+def test_the_preset_dictionary_is_frozen_and_pays():
+    """Changing the dictionary changes how every format-8 header reads: it is pinned. On a header
+    like the demo's it is most of the header's bytes."""
+    assert hashlib.sha256(container.HEADER_DICTIONARY).hexdigest() == HEADER_DICTIONARY_SHA256
+    typical = copy.deepcopy(EXAMPLE_HEADERS[-1])
+    typical.update(step=1234, cameras=37)
+    typical["model"]["hidden_dim"] = 48
+    text = container._header_text(typical)
+    assert len(container._deflate(text)) * 4 < len(zlib.compress(text, 9))
 
 
 def test_level_section_names():
@@ -146,7 +174,7 @@ def test_absurd_header_length_and_section_count(data):
 
 
 def _container(text: bytes, tail: bytes = b"", compress: bool = True) -> bytes:
-    header_bytes = zlib.compress(text) if compress else text
+    header_bytes = container._deflate(text) if compress else text
     return (
         struct.pack("<4sHIII", MAGIC, FORMAT_VERSION, len(header_bytes), zlib.crc32(header_bytes), 0)
         + header_bytes
@@ -160,11 +188,13 @@ def test_header_must_be_a_strict_json_object(header):
         read_container(_container(header))
 
 
-def test_header_must_be_bounded_complete_zlib():
-    with pytest.raises(BitstreamError, match="not zlib"):
-        read_container(_container(b"{}", compress=False))
+def test_header_must_be_bounded_complete_deflate():
+    with pytest.raises(BitstreamError, match="not deflate"):
+        read_container(_container(b"\xff\xff", compress=False))
     with pytest.raises(BitstreamError, match="incomplete"):
-        read_container(_container(zlib.compress(b"{}")[:-3], compress=False))
+        read_container(_container(container._deflate(b'{"method": "x"}')[:-2], compress=False))
+    with pytest.raises(BitstreamError, match="followed by junk"):
+        read_container(_container(container._deflate(b"{}") + b"\0", compress=False))
     bomb = b'{"a": "' + b"x" * (2 << 20) + b'"}'  # inflates past the limit
     with pytest.raises(BitstreamError, match="inflates beyond"):
         read_container(_container(bomb))
