@@ -50,9 +50,10 @@ from nerfcompress.plugin.model_settings import stored_settings
 
 NETWORK_PRECISION_BITS = 3
 """Bits each network tensor keeps below its RMS in the file (its quantisation step is
-``2**(floor(log2 rms) - NETWORK_PRECISION_BITS)``). Chosen on lego100's val views, every trained
-run re-exported at 1 .. 6 (BENCHMARKS.md, "Network precision"): 3 renders as 6 does (within
-0.08 dB, four runs of SHACIRA and VQAD) and saves ~1.85 kB a file; 2 lost 0.10-0.46 dB on three of them."""
+``2**(floor(log2 rms) - NETWORK_PRECISION_BITS)``). Chosen on the val views of five runs (SHACIRA
+and VQAD, lego100 and the synthetic scene) re-exported at each precision (BENCHMARKS.md, "Smaller
+files for every method"): 3 renders as 6 did (-0.01 to +0.12 dB) and saves ~1.85 kB a file; 2 lost
+0.09-0.46 dB on four of the five."""
 
 Sections = List[Tuple[str, bytes]]
 
