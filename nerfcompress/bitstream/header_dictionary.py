@@ -15,7 +15,7 @@ changing one byte of them is a new format version (a test pins the dictionary's 
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 _CODER = {"constriction": "0.5.0", "name": "constriction.stream.queue.RangeEncoder+Categorical(perfect=False)"}
 _IMAGE_MODEL = {
@@ -35,15 +35,18 @@ _PROPOSALS = [
 ]
 
 
-def _grids(table: str, main_rows: List[int], proposal_rows: List[List[int]], **entry: Any) -> List[Dict[str, Any]]:
-    """Grid entries of the main grid and the proposal grids (a ``coding`` entry, VQAD's, given
-    as one level's coding, repeated for every level)."""
-    grids = []
-    for name, rows in zip(["main", *(f"prop{i}" for i in range(len(proposal_rows)))], [main_rows, *proposal_rows]):
-        grid = {**entry, "features": 2, "level_rows": rows, "name": name, "rows": sum(rows), "table": table}
-        if "coding" in entry:
-            grid["coding"] = [entry["coding"]] * len(rows)
-        grids.append(grid)
+def _grids(
+    table: str, main_rows: List[int], proposal_rows: List[List[int]], coding: Optional[str] = None, **entry: Any
+) -> List[Dict[str, Any]]:
+    """Grid entries of the main grid and the proposal grids; ``coding`` (VQAD's) is every level's."""
+    names = ["main", *(f"prop{i}" for i in range(len(proposal_rows)))]
+    grids = [
+        {**entry, "features": 2, "level_rows": rows, "name": name, "rows": sum(rows), "table": table}
+        for name, rows in zip(names, [main_rows, *proposal_rows])
+    ]
+    if coding is not None:
+        for grid in grids:
+            grid["coding"] = [coding] * len(grid["level_rows"])
     return grids
 
 
