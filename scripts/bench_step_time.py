@@ -6,6 +6,8 @@ Builds each method's TrainerConfig from the demo flags (``configs/demo.yaml``), 
 noise hits all of them alike.
 
     .venv/bin/python scripts/bench_step_time.py --scene outputs/demo/scene --steps 30
+    .venv/bin/python scripts/bench_step_time.py --methods plain-nerfacto shacira-nerfacto --variants \
+        "joint=shacira-nerfacto,pipeline.model.coarse-to-fine-min-levels=1,pipeline.model.coarse-to-fine-joint-rays=0.25"
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class BenchStepTime:
     """Synthetic scene (generated with the config's scene settings if missing)."""
     methods: Tuple[str, ...] = ("plain-nerfacto", "shacira-nerfacto")
     """Methods to compare; the first is the reference of the ratios."""
+    variants: Tuple[str, ...] = ()
+    """More runs to compare, each ``LABEL=METHOD,NAME=VALUE,...``: the method with more ns-train flags
+    (names without the dashes), timed beside the methods and reported under LABEL."""
     steps: int = 30
     """Timed iterations per method (after warm-up)."""
     warmup: int = 5
@@ -53,16 +58,17 @@ class BenchStepTime:
             write_synthetic_scene(self.scene, **settings["scene"])
         torch.manual_seed(0)
         trainers = {}
-        for method in self.methods:
-            flags = {**settings["train_flags"], **settings.get("method_flags", {}).get(method, {})}
+        runs = [(method, method, {}) for method in self.methods] + [parse_variant(text) for text in self.variants]
+        for label, method, extra in runs:
+            flags = {**settings["train_flags"], **settings.get("method_flags", {}).get(method, {}), **extra}
             args = [method, *flags_to_args(flags), "--data", str(self.scene), "--output-dir", "/tmp/bench-step-time"]
             config = tyro.cli(AnnotatedBaseConfigUnion, args=args)
             config.pipeline.datamanager.data = self.scene
             config.set_timestamp()
             trainer = config.setup(local_rank=0, world_size=1)
             trainer.setup()
-            trainers[method] = trainer
-        step_seconds: Dict[str, List[float]] = {m: [] for m in self.methods}
+            trainers[label] = trainer
+        step_seconds: Dict[str, List[float]] = {label: [] for label in trainers}
         for step in range(self.warmup + self.steps):
             for method, trainer in trainers.items():
                 trainer.pipeline.model.set_step(step)
@@ -70,7 +76,7 @@ class BenchStepTime:
                 trainer.train_iteration(step)
                 if step >= self.warmup:
                     step_seconds[method].append(time.perf_counter() - start)
-        reference = statistics.median(step_seconds[self.methods[0]])
+        reference = statistics.median(step_seconds[runs[0][0]])
         report = {
             "threads": torch.get_num_threads(),
             "steps": self.steps,
@@ -82,6 +88,25 @@ class BenchStepTime:
             self.output.write_text(json.dumps(report, indent=2))
         for trainer in trainers.values():
             trainer.pipeline.datamanager.__del__()  # stop data workers
+
+
+def parse_variant(text: str) -> Tuple[str, str, Dict[str, str]]:
+    """``"LABEL=METHOD,NAME=VALUE,..."`` -> ``(LABEL, METHOD, {"--NAME": VALUE, ...})``.
+
+    Raises:
+        ValueError: without a label and method, or a flag without ``=``.
+    """
+    label, _, rest = text.partition("=")
+    method, *flags = rest.split(",")
+    if not label or not method:
+        raise ValueError(f"--variants takes LABEL=METHOD,NAME=VALUE,... found {text!r}")
+    extra = {}
+    for flag in flags:
+        name, equals, value = flag.partition("=")
+        if not equals or not name:
+            raise ValueError(f"--variants: a flag is NAME=VALUE, found {flag!r} in {text!r}")
+        extra["--" + name.lstrip("-")] = value
+    return label, method, extra
 
 
 if __name__ == "__main__":

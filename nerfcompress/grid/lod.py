@@ -41,3 +41,22 @@ def coarse_to_fine_levels(
     if full_fraction > 0.0 and float(torch.rand((), generator=generator)) < full_fraction:
         return num_levels
     return levels
+
+
+def joint_prefix_levels(step: int, min_levels: int, num_levels: int, last_step: Optional[int] = None) -> Optional[int]:
+    """Level count of the coarser prefix that joint coarse-to-fine renders beside the whole grid at
+    training ``step``: uniform in ``[min_levels, num_levels - 1]``, drawn like
+    :func:`coarse_to_fine_levels` (seeded with ``step``); None after ``last_step`` (None: never).
+
+    Raises:
+        ValueError: ``step < 0`` or ``min_levels`` outside ``1..num_levels - 1`` (no coarser prefix).
+    """
+    if not 1 <= min_levels < num_levels:
+        raise ValueError(
+            f"min_levels must be in 1..num_levels - 1 = {num_levels - 1} (a coarser prefix), got {min_levels}"
+        )
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if last_step is not None and step > last_step:
+        return None
+    return coarse_to_fine_levels(step, min_levels, num_levels - 1)

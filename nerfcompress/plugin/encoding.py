@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import torch
 from jaxtyping import Float
@@ -40,6 +41,9 @@ class GridEncoding(Encoding):
         self.num_active_levels: Optional[int] = None  # None: all levels (coarse-to-fine sets fewer)
         self.received_gradients = False  # whether the last forward ran with autograd on
         self.interpolate: Interpolate = interp_torch
+        self.keeps_rows = False  # whether a forward keeps its rows for coarse_prefix_of_last_forward
+        self._last_rows: Optional[Tensor] = None  # [num_rows, F], what the last forward decoded
+        self._reused_rows: Optional[Tensor] = None  # set inside coarse_prefix_of_last_forward
 
     def get_out_dim(self) -> int:
         return self.layout.output_dim
@@ -50,5 +54,29 @@ class GridEncoding(Encoding):
         interpolate = self.interpolate
         if not flat.is_cuda and not triton_interpreter_on():
             interpolate = interp_torch
-        features = interpolate(self.layout, self.table(), flat, self.num_active_levels)
+        rows = self._reused_rows if self._reused_rows is not None else self.table()
+        if self.keeps_rows and self._reused_rows is None:
+            self._last_rows = rows
+        features = interpolate(self.layout, rows, flat, self.num_active_levels)
         return features.reshape(*in_tensor.shape[:-1], self.layout.output_dim)
+
+    @contextmanager
+    def coarse_prefix_of_last_forward(self, num_levels: int) -> Iterator[None]:
+        """Within the block, forwards render only the coarsest ``num_levels`` levels (the finer ones
+        output zeros), from the rows the last forward decoded: a second render in one training step
+        (joint coarse-to-fine) neither decodes the table again nor gives its rows a second graph.
+        The rows are released on exit.
+
+        Raises:
+            RuntimeError: if no forward kept its rows since the last block (``keeps_rows`` off).
+        """
+        if self._last_rows is None:
+            raise RuntimeError(
+                "coarse_prefix_of_last_forward reuses the rows of the last forward: set keeps_rows and run one first"
+            )
+        saved = self.num_active_levels
+        self.num_active_levels, self._reused_rows = num_levels, self._last_rows
+        try:
+            yield
+        finally:
+            self.num_active_levels, self._reused_rows, self._last_rows = saved, None, None

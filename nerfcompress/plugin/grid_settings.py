@@ -24,20 +24,36 @@ class GridModelSettings:
     size_log_interval: int = 100
     """Steps between logging the size of the file an export would write (codes every grid once)."""
     coarse_to_fine_min_levels: Optional[int] = None
-    """Coarse-to-fine training: each step keeps a random number of the main grid's levels in
-    [min, num_levels] and zeroes the finer ones, so that a prefix of the levels is a usable lower
-    level of detail (evaluation uses all). None = off."""
+    """Coarse-to-fine training, so that a prefix of the levels is a usable lower level of detail
+    (evaluation uses all): prefixes of at least this many of the main grid's levels are trained,
+    jointly with the whole grid (``coarse_to_fine_joint_rays``) or on steps of their own (the step
+    schedule: a step keeps a random number of levels in [min, num_levels], the finer ones zeroed).
+    None = off."""
     coarse_to_fine_full_fraction: float = 0.75
-    """Coarse-to-fine: the share of steps that keep every level (the others draw a count uniformly
-    in [min, num_levels]), so that the finest levels, and the full file, are not trained on only
+    """Coarse-to-fine, the step schedule: the share of steps that keep every level (the others draw a
+    count uniformly in [min, num_levels]), so that the finest levels, and the full file, are not trained on only
     1 / (num_levels - min + 1) of the steps. Chosen on lego100's val views (min 1, 800 steps): the
     full file 0.82 / 1.92 dB (SHACIRA / VQAD) under training without coarse-to-fine at 0, 0.33 / 0.79
     at 0.5, -0.08 / 0.56 at 0.75 (BENCHMARKS.md, "Streaming")."""
     coarse_to_fine_last_step: Optional[int] = None
-    """Coarse-to-fine: the last step that may truncate the levels; every later step keeps them all
-    (None: truncation all along). A trade, not a default: on lego100's val views (seed 42, 800
+    """Coarse-to-fine: the last step that may truncate the levels or, joint, render a prefix; every later
+    step renders the whole grid alone (None: all along). A trade, not a default: on lego100's val views (seed 42, 800
     steps, last step 599 with full fraction 0.667, the same 25 % of truncated steps) the whole file
     gained 0.18 / 0.13 dB (SHACIRA / VQAD) and levels 1-4 lost 0.6-2.1 dB (BENCHMARKS.md)."""
+    coarse_to_fine_joint_rays: float = 0.0
+    """Coarse-to-fine trained jointly, as VQAD's paper sums the loss over its levels of detail: every
+    step renders the whole main grid, and this share of the batch's rays again from a coarser prefix
+    of it (a level count drawn per step, uniform in [min, num_levels - 1]) whose colour loss is added
+    (``coarse_to_fine_joint_weight``). The whole grid then trains on every step; the extra render
+    costs about this share of a main-field forward and backward (the rows are decoded once). 0: the
+    step schedule instead (``full_fraction``; ``proposals``). ``last_step`` ends either. nerfacto
+    only: its config defaults to 0.25."""
+    coarse_to_fine_joint_weight: float = 1.0
+    """Joint coarse-to-fine: the weight of a prefix-rendered ray's colour loss against a ray of the
+    whole render. On lego100's val views (seed 42, 800 steps, a quarter of the rays), SHACIRA's whole
+    file gained 0.43 dB at 1 (and grew 23 %) and 0.32 dB at 0.25 against training without
+    coarse-to-fine, but its first level of detail fell from 18.4 to 15.3 dB at 0.25; VQAD's table
+    settings default to 0.25 (BENCHMARKS.md, "Streaming")."""
     rate_follows_distortion: bool = True
     """Count a proposal grid's rate only on the steps on which nerfacto's proposal sampler trains it
     (with gradients), so that lambda weighs its rate against its distortion as for the main grid."""
@@ -78,6 +94,21 @@ class GridModelSettings:
             raise ValueError(f"coarse_to_fine_full_fraction must be in [0, 1], got {self.coarse_to_fine_full_fraction}")
         if self.coarse_to_fine_last_step is not None and self.coarse_to_fine_last_step < 0:
             raise ValueError(f"coarse_to_fine_last_step must be None or >= 0, got {self.coarse_to_fine_last_step}")
+        joint = self.coarse_to_fine_joint_rays
+        if not 0.0 <= joint <= 1.0:
+            raise ValueError(f"coarse_to_fine_joint_rays must be in [0, 1], got {joint}")
+        if not 0.0 < self.coarse_to_fine_joint_weight <= 16.0:
+            raise ValueError(f"coarse_to_fine_joint_weight must be in (0, 16], got {self.coarse_to_fine_joint_weight}")
+        if joint > 0.0 and self.coarse_to_fine_proposals:
+            raise ValueError(
+                "coarse_to_fine_joint_rays > 0 renders the prefix with the whole proposal grids; "
+                "coarse_to_fine_proposals needs the step schedule (coarse_to_fine_joint_rays 0)"
+            )
+        if joint > 0.0 and min_levels is not None and min_levels >= self.num_levels:
+            raise ValueError(
+                f"coarse_to_fine_joint_rays > 0 renders a prefix coarser than the whole grid: "
+                f"coarse_to_fine_min_levels must be below num_levels={self.num_levels}, got {min_levels}"
+            )
         for name, layout_args in self.grid_layout_args():
             if not 4 <= layout_args["log2_hashmap_size"] <= 30:
                 raise ValueError(

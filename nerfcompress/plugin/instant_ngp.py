@@ -47,6 +47,14 @@ class GridInstantNGPModelConfig(GridModelSettings, InstantNGPModelConfig):
     hidden_dim: int = 64
     """Width of the base MLP after the grid."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.coarse_to_fine_joint_rays > 0:
+            raise ValueError(
+                "coarse_to_fine_joint_rays > 0 renders nerfacto's ray samples a second time; Instant-NGP's packed "
+                "samples are not supported: use the step schedule (coarse_to_fine_joint_rays 0)"
+            )
+
     def grid_layout_args(self) -> List[Tuple[str, dict]]:
         """(config name, layout arguments) of the field's grid, the only one."""
         main = self.main_grid_args()

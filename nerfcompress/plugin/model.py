@@ -16,9 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type
 
 import torch
+from nerfstudio.cameras.rays import RaySamples
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
+from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.mlp import MLP
+from nerfstudio.model_components.losses import scale_gradients_by_distance_squared
 from nerfstudio.models.nerfacto import NerfactoModel, NerfactoModelConfig
 from nerfstudio.utils import writer
 from nerfstudio.utils.rich_utils import CONSOLE
@@ -26,7 +29,7 @@ from nerfstudio.viewer.viewer_elements import ViewerText
 from torch import Tensor, nn
 
 from nerfcompress.errors import BitstreamError
-from nerfcompress.grid import coarse_to_fine_levels
+from nerfcompress.grid import coarse_to_fine_levels, joint_prefix_levels
 from nerfcompress.grid.backends import GridBackend, select_grid_backend
 from nerfcompress.plugin.compat import drop_unavailable_lpips, lazy_lpips_in_nerfacto
 from nerfcompress.plugin.encoding import GridEncoding
@@ -54,6 +57,10 @@ class GridNerfactoModelConfig(GridModelSettings, NerfactoModelConfig):
     """MLP backend; torch keeps weights portable for export (tcnn pads its weight blobs)."""
     proposal_log2_hashmap_size: Optional[int] = None
     """If set, replaces log2_hashmap_size of every proposal grid (handy for small CPU runs)."""
+    coarse_to_fine_joint_rays: float = 0.25
+    """Coarse-to-fine trained jointly on this share of the batch's rays (GridModelSettings); 0: the step
+    schedule. On lego100's val views (seed 42) it took the whole file's cost of coarse-to-fine from
+    -0.56 / -0.69 dB (SHACIRA / VQAD test, the step schedule) to +0.43 / -0.04 dB (BENCHMARKS.md)."""
 
     def grid_layout_args(self) -> List[Tuple[str, dict]]:
         """(config name, layout arguments) of the main grid and each proposal grid."""
@@ -115,6 +122,9 @@ class GridModel:
     """The model's step: the current training step (the schedules', set by :meth:`set_step`) or the
     loaded checkpoint's; a file of the model records it."""
     _size_cache: Optional[Tuple[int, Dict[str, int]]] = None  # (step, estimated_size_bytes())
+    coarse_prefix_levels: Optional[int] = None
+    """Joint coarse-to-fine (``coarse_to_fine_joint_rays``): the level count of the coarser prefix
+    this training step also renders; None: no such render."""
 
     def grid_encodings(self) -> List[GridEncoding]:
         """Every grid, the main field's first."""
@@ -192,11 +202,19 @@ class GridModel:
 
     def set_step(self, step: int) -> None:
         """Applies the schedules at ``step``: every table's (SHACIRA's temperature), the
-        coarse-to-fine level count of the main grid and the rate weight's warm-up."""
+        coarse-to-fine level count of the main grid (or, joint, of the prefix rendered beside it)
+        and the rate weight's warm-up."""
         self.step = int(step)
         for table in self.tables():
             table.set_step(step)
-        if self.config.coarse_to_fine_min_levels is not None:
+        if self.config.coarse_to_fine_min_levels is not None and self.config.coarse_to_fine_joint_rays > 0:
+            self.coarse_prefix_levels = joint_prefix_levels(
+                step,
+                self.config.coarse_to_fine_min_levels,
+                self.grid_encodings()[0].layout.num_levels,
+                self.config.coarse_to_fine_last_step,
+            )
+        elif self.config.coarse_to_fine_min_levels is not None:
             main, *proposals = self.grid_encodings()
             levels = coarse_to_fine_levels(
                 step,
@@ -394,6 +412,8 @@ class GridModel:
             active_levels = self.grid_encodings()[0].num_active_levels
             if active_levels is not None:
                 metrics_dict["active_levels"] = float(active_levels)
+            if self.coarse_prefix_levels is not None:
+                metrics_dict["coarse_prefix_levels"] = float(self.coarse_prefix_levels)
         return metrics_dict
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
@@ -443,3 +463,53 @@ class GridNerfactoModel(GridModel, NerfactoModel):
     def grid_encodings(self) -> List[GridEncoding]:
         """Main-field grid first, then the proposal grids."""
         return [self.field.mlp_base[0], *(net.encoding for net in self.proposal_networks)]
+
+    def get_outputs(self, ray_bundle) -> Dict[str, Tensor]:
+        """The outputs of :meth:`GridModel.get_outputs`, plus, in a training step of joint
+        coarse-to-fine, ``coarse_prefix_rgb`` ``[n, 3]`` and ``coarse_prefix_accumulation``
+        ``[n, 1]``: the first ``n`` rays (``coarse_to_fine_joint_rays`` of the batch) rendered again
+        at the same samples from the main grid's coarsest :attr:`coarse_prefix_levels` levels."""
+        main = self.grid_encodings()[0]
+        levels = self.coarse_prefix_levels if self.training else None
+        main.keeps_rows = levels is not None
+        try:
+            outputs = super().get_outputs(ray_bundle)
+            if levels is not None:
+                outputs.update(self._coarse_prefix_outputs(outputs["ray_samples_list"][-1], levels))
+        finally:
+            main.keeps_rows = False
+        return outputs
+
+    def _coarse_prefix_outputs(self, ray_samples: RaySamples, levels: int) -> Dict[str, Tensor]:
+        """Renders the first rays of ``ray_samples`` (``[num_rays, num_samples]``, the main field's
+        samples of this step) from the coarsest ``levels`` levels of the main grid's rows as the
+        whole render decoded them."""
+        num_rays = max(1, round(self.config.coarse_to_fine_joint_rays * ray_samples.shape[0]))
+        samples = ray_samples[:num_rays]
+        with self.grid_encodings()[0].coarse_prefix_of_last_forward(levels):
+            field_outputs = self.field.forward(samples)
+        if self.config.use_gradient_scaling:
+            field_outputs = scale_gradients_by_distance_squared(field_outputs, samples)
+        weights = samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
+        return {
+            "coarse_prefix_rgb": self.renderer_rgb(rgb=field_outputs[FieldHeadNames.RGB], weights=weights),
+            "coarse_prefix_accumulation": self.renderer_accumulation(weights=weights),
+        }
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        """:meth:`GridModel.get_loss_dict`, plus ``coarse_prefix_rgb_loss`` in a step of joint
+        coarse-to-fine: nerfacto's colour loss of the prefix render, times its share of the batch's
+        rays (each ray weighs as in the whole render)."""
+        loss_dict = super().get_loss_dict(outputs, batch, metrics_dict)
+        if "coarse_prefix_rgb" in outputs:
+            predicted = outputs["coarse_prefix_rgb"]
+            image = batch["image"].to(self.device)
+            pred_rgb, gt_rgb = self.renderer_rgb.blend_background_for_loss_computation(
+                pred_image=predicted,
+                pred_accumulation=outputs["coarse_prefix_accumulation"],
+                gt_image=image[: predicted.shape[0]],
+            )
+            share = predicted.shape[0] / image.shape[0]
+            weight = share * self.config.coarse_to_fine_joint_weight
+            loss_dict["coarse_prefix_rgb_loss"] = weight * self.rgb_loss(gt_rgb, pred_rgb)
+        return loss_dict

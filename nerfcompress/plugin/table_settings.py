@@ -122,6 +122,11 @@ class VqadTableSettings:
     rate_weight: float = 0.0
     """lambda of an index-entropy rate loss, in bits per grid row (entropy-constrained VQ: rows move to their
     level's popular codes, so the range-coded indices shrink); 0: the paper's VQAD, no rate term."""
+    coarse_to_fine_joint_weight: float = 0.25
+    """Joint coarse-to-fine: the weight of a prefix-rendered ray's colour loss against a ray of the whole
+    render (GridModelSettings). VQAD's own: on lego100's val views (seed 42, 800 steps, a quarter of the
+    rays) 1 cost the whole file 0.69 dB against training without coarse-to-fine, 0.25 cost 0.04 dB with
+    the first level of detail as good (18.8 dB) (BENCHMARKS.md, "Streaming")."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

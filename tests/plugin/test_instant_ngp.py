@@ -196,5 +196,7 @@ def test_nonsense_settings_are_rejected_when_the_config_is_built():
         ShaciraInstantNGPModelConfig(latent_dim=0)
     with pytest.raises(ValueError, match="coarse_to_fine_min_levels"):
         ShaciraInstantNGPModelConfig(coarse_to_fine_min_levels=17)
+    with pytest.raises(ValueError, match="coarse_to_fine_joint_rays"):  # nerfacto's samples only
+        ShaciraInstantNGPModelConfig(coarse_to_fine_min_levels=2, coarse_to_fine_joint_rays=0.25)
     with pytest.raises(ValueError, match="log2_hashmap_size"):
         ShaciraInstantNGPModelConfig(log2_hashmap_size=3)

@@ -6,6 +6,7 @@ import torch
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
+from nerfstudio.field_components.field_heads import FieldHeadNames
 from ns_training import SMALL_MODEL as SMALL
 
 from nerfcompress.bitstream.container import section_frame_bytes, write_container
@@ -303,6 +304,12 @@ def test_vqad_config_builds_vqad_tables_with_its_bits_on_every_grid():
         (dict(coarse_to_fine_min_levels=0), "coarse_to_fine_min_levels"),
         (dict(coarse_to_fine_min_levels=5), "coarse_to_fine_min_levels"),
         (dict(coarse_to_fine_full_fraction=1.5), "coarse_to_fine_full_fraction"),
+        (dict(coarse_to_fine_joint_rays=-0.1), "coarse_to_fine_joint_rays"),
+        (dict(coarse_to_fine_joint_rays=1.5), "coarse_to_fine_joint_rays"),
+        (dict(coarse_to_fine_joint_weight=0.0), "coarse_to_fine_joint_weight"),
+        (dict(coarse_to_fine_joint_weight=float("nan")), "coarse_to_fine_joint_weight"),
+        (dict(coarse_to_fine_joint_rays=0.25, coarse_to_fine_proposals=True), "coarse_to_fine_proposals"),
+        (dict(coarse_to_fine_joint_rays=0.25, coarse_to_fine_min_levels=4), "coarse_to_fine_min_levels"),
     ],
 )
 def test_nonsense_vqad_and_coarse_to_fine_parameters_are_rejected(kwargs, name):
@@ -327,7 +334,11 @@ def _active_levels_per_step(model, steps):
 def test_coarse_to_fine_truncates_the_main_grid_per_step_and_never_in_eval(config_class):
     model = _model(
         config_class(
-            **SMALL, coarse_to_fine_min_levels=2, coarse_to_fine_proposals=False, coarse_to_fine_full_fraction=0.0
+            **SMALL,
+            coarse_to_fine_min_levels=2,
+            coarse_to_fine_joint_rays=0.0,  # the step schedule
+            coarse_to_fine_proposals=False,
+            coarse_to_fine_full_fraction=0.0,
         )
     )
     main, *proposals = model.grid_encodings()
@@ -348,7 +359,11 @@ def test_coarse_to_fine_truncates_the_main_grid_per_step_and_never_in_eval(confi
 
 def test_coarse_to_fine_can_truncate_the_proposal_grids_and_keep_every_level_on_a_share_of_steps():
     config = ShaciraNerfactoModelConfig(
-        **SMALL, coarse_to_fine_min_levels=1, coarse_to_fine_proposals=True, coarse_to_fine_full_fraction=0.5
+        **SMALL,
+        coarse_to_fine_min_levels=1,
+        coarse_to_fine_joint_rays=0.0,
+        coarse_to_fine_proposals=True,
+        coarse_to_fine_full_fraction=0.5,
     )
     model = _model(config)
     _, *proposals = model.grid_encodings()
@@ -358,6 +373,93 @@ def test_coarse_to_fine_can_truncate_the_proposal_grids_and_keep_every_level_on_
         assert of_proposals == [levels if levels < p.layout.num_levels else None for p in proposals]
     assert counts == [coarse_to_fine_levels(step, 1, 4, 0.5) for step in range(40)]
     assert counts.count(4) > 40 // 4 + 5  # about 5/8 of the steps, not 1/4
+
+
+def _bundle_and_batch(num_rays: int):
+    """A training ray bundle into the small model's box and a random target colour per ray."""
+    from nerfstudio.cameras.rays import RayBundle
+
+    generator = torch.Generator().manual_seed(1)
+    directions = torch.nn.functional.normalize(
+        torch.randn(num_rays, 3, generator=generator) * 0.2 + torch.tensor([0.0, 0.0, 1.0]), dim=-1
+    )
+    bundle = RayBundle(
+        origins=torch.tensor([0.0, 0.0, -1.2]).expand(num_rays, 3),
+        directions=directions,
+        pixel_area=torch.full((num_rays, 1), 1e-4),
+        camera_indices=torch.zeros(num_rays, 1, dtype=torch.long),
+        nears=torch.full((num_rays, 1), 0.05),
+        fars=torch.full((num_rays, 1), 2.5),
+    )
+    return bundle, {"image": torch.rand(num_rays, 3, generator=generator)}
+
+
+@pytest.mark.parametrize("config_class", [ShaciraNerfactoModelConfig, VqadNerfactoModelConfig])
+def test_joint_coarse_to_fine_trains_the_whole_grid_every_step_and_a_prefix_beside_it(config_class, monkeypatch):
+    from nerfcompress.grid import joint_prefix_levels
+
+    model = _model(
+        config_class(
+            **SMALL, coarse_to_fine_min_levels=1, coarse_to_fine_joint_rays=0.25, coarse_to_fine_joint_weight=0.5
+        )
+    )
+    main = model.grid_encodings()[0]
+    per_step = _active_levels_per_step(model, 30)
+    assert all(levels is None for levels, _ in per_step)  # no step truncates the whole render
+    drawn = []
+    for step in range(30):
+        model.set_step(step)
+        drawn.append(model.coarse_prefix_levels)
+    assert drawn == [joint_prefix_levels(step, 1, 4) for step in range(30)] and set(drawn) == {1, 2, 3}
+
+    model.set_step(drawn.index(2))  # a prefix of the coarsest 2 of 4 levels
+    decoded = main.table()  # one training decode (SHACIRA's is noisy), its graph kept for the backward below
+    decodes = []
+    monkeypatch.setattr(main.table, "forward", lambda: decodes.append(1) or decoded)
+    bundle, batch = _bundle_and_batch(64)
+    outputs = model(bundle)
+    assert len(decodes) == 1  # the prefix render reuses the whole render's rows
+    assert outputs["coarse_prefix_rgb"].shape == (16, 3) and outputs["coarse_prefix_accumulation"].shape == (16, 1)
+    assert main.num_active_levels is None and main._last_rows is None  # restored, rows released
+    samples = outputs["ray_samples_list"][-1][:16]
+    with torch.no_grad():  # the same render as a model whose grid is cut at 2 levels
+        main.num_active_levels = 2
+        field_outputs = model.field.forward(samples)
+        main.num_active_levels = None
+        weights = samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
+        expected = model.renderer_rgb(rgb=field_outputs[FieldHeadNames.RGB], weights=weights)
+    torch.testing.assert_close(outputs["coarse_prefix_rgb"], expected)
+    assert not torch.allclose(outputs["coarse_prefix_rgb"], outputs["rgb"][:16])
+
+    losses = model.get_loss_dict(outputs, batch, model.get_metrics_dict(outputs, batch))
+    prefix_mse = torch.nn.functional.mse_loss(outputs["coarse_prefix_rgb"], batch["image"][:16])  # white background
+    torch.testing.assert_close(losses["coarse_prefix_rgb_loss"], 0.25 * 0.5 * prefix_mse)  # share x weight
+    losses["coarse_prefix_rgb_loss"].backward()  # reaches the two coarse levels' rows only
+    parameter = main.table.latents if config_class is ShaciraNerfactoModelConfig else main.table.logits
+    offsets, rows = main.layout.level_offsets, main.layout.level_rows
+    grad = parameter.grad.abs()
+    assert grad[: offsets[2]].sum() > 0 and grad[offsets[2] : offsets[-1] + rows[-1]].sum() == 0
+
+    model.eval()
+    with torch.no_grad():
+        assert "coarse_prefix_rgb" not in model.get_outputs(bundle)  # evaluation renders once
+
+
+def test_joint_coarse_to_fine_stops_after_the_last_step():
+    model = _model(
+        ShaciraNerfactoModelConfig(
+            **SMALL, coarse_to_fine_min_levels=1, coarse_to_fine_joint_rays=0.5, coarse_to_fine_last_step=3
+        )
+    )
+    model.train()
+    model.set_step(3)
+    assert model.coarse_prefix_levels is not None
+    model.set_step(4)
+    assert model.coarse_prefix_levels is None
+    bundle, batch = _bundle_and_batch(8)
+    outputs = model(bundle)
+    assert "coarse_prefix_rgb" not in outputs
+    assert "coarse_prefix_rgb_loss" not in model.get_loss_dict(outputs, batch, model.get_metrics_dict(outputs, batch))
 
 
 def test_coarse_to_fine_is_off_by_default():
@@ -380,7 +482,13 @@ def test_estimated_size_is_shown_in_the_web_viewer(shacira_model):
 
 def test_active_levels_truncate_every_grid_in_evaluation_only():
     model = _model(
-        ShaciraNerfactoModelConfig(**SMALL, active_levels=2, coarse_to_fine_min_levels=3, coarse_to_fine_proposals=True)
+        ShaciraNerfactoModelConfig(
+            **SMALL,
+            active_levels=2,
+            coarse_to_fine_min_levels=3,
+            coarse_to_fine_joint_rays=0.0,
+            coarse_to_fine_proposals=True,
+        )
     )
     main, *proposals = model.grid_encodings()
     model.eval()
