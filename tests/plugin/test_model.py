@@ -542,3 +542,18 @@ def test_vqad_has_a_rate_loss_only_when_asked_and_it_reaches_the_logits():
     losses = _training_loss(model)
     losses["rate_loss"].backward()
     assert all(table.logits.grad.abs().sum() > 0 for table in model.tables())
+
+
+def test_a_prefix_of_the_last_forward_needs_a_forward_that_kept_its_rows():
+    main = _model(ShaciraNerfactoModelConfig(**SMALL)).grid_encodings()[0]
+    points = torch.rand(6, 3)
+    main(points)  # keeps_rows off: nothing is kept
+    with pytest.raises(RuntimeError, match="keeps_rows"):
+        with main.coarse_prefix_of_last_forward(2):
+            pass
+    main.keeps_rows = True
+    whole = main(points)
+    with main.coarse_prefix_of_last_forward(2):
+        prefix = main(points)
+    assert torch.equal(prefix[:, :4], whole[:, :4]) and bool((prefix[:, 4:] == 0).all())  # F = 2: levels 0-1 kept
+    assert main.num_active_levels is None and main._last_rows is None
