@@ -55,8 +55,6 @@ def joint_prefix_levels(step: int, min_levels: int, num_levels: int, last_step: 
         raise ValueError(
             f"min_levels must be in 1..num_levels - 1 = {num_levels - 1} (a coarser prefix), got {min_levels}"
         )
-    if step < 0:
-        raise ValueError(f"step must be >= 0, got {step}")
-    if last_step is not None and step > last_step:
+    if last_step is not None and step > last_step >= 0:
         return None
-    return coarse_to_fine_levels(step, min_levels, num_levels - 1)
+    return coarse_to_fine_levels(step, min_levels, num_levels - 1)  # it refuses step < 0

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_step_time.py"
+from script_modules import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_step_time", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_step_time"] = module  # dataclasses look their module up there
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+    return load_script("bench_step_time")
 
 
 def test_a_variant_is_a_label_a_method_and_its_extra_flags(bench):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from script_modules import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rd_sweep.py"
 
@@ -24,15 +24,7 @@ def _sweep(tmp_path: Path, scene: Path, *only: str) -> subprocess.CompletedProce
 
 
 def _load_module():
-    spec = importlib.util.spec_from_file_location("rd_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["rd_sweep"] = module  # dataclasses look their module up there
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+    return load_script("rd_sweep")
 
 
 @pytest.mark.slow

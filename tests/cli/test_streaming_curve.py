@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,20 +9,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from script_modules import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "streaming_curve.py"
 
 
 def _load_module():
-    spec = importlib.util.spec_from_file_location("streaming_curve", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["streaming_curve"] = module  # dataclasses look their module up there
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+    return load_script("streaming_curve")
 
 
 def _point(method, run, seed, min_levels, levels, psnr, most=3):

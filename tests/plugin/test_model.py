@@ -156,26 +156,30 @@ def test_tables_without_scaled_rates_keep_flat_parameter_groups():
     _optimizers(plain, "plain_nerfacto")  # nerfstudio builds its optimizers from them
 
 
-def _training_loss(model: GridNerfactoModel, num_rays: int = 64, with_metrics: bool = False):
-    """One training forward through the model's own metrics and loss dicts, as nerfstudio's pipeline
-    runs it; returns the loss dict (and the metrics dict with ``with_metrics``)."""
+def _bundle_and_batch(num_rays: int):
+    """A training ray bundle into the small model's box and a random target colour per ray."""
     from nerfstudio.cameras.rays import RayBundle
 
     generator = torch.Generator().manual_seed(1)
-    origins = torch.tensor([0.0, 0.0, -1.2]).expand(num_rays, 3)
     directions = torch.nn.functional.normalize(
         torch.randn(num_rays, 3, generator=generator) * 0.2 + torch.tensor([0.0, 0.0, 1.0]), dim=-1
     )
     bundle = RayBundle(
-        origins=origins,
+        origins=torch.tensor([0.0, 0.0, -1.2]).expand(num_rays, 3),
         directions=directions,
         pixel_area=torch.full((num_rays, 1), 1e-4),
         camera_indices=torch.zeros(num_rays, 1, dtype=torch.long),
         nears=torch.full((num_rays, 1), 0.05),
         fars=torch.full((num_rays, 1), 2.5),
     )
+    return bundle, {"image": torch.rand(num_rays, 3, generator=generator)}
+
+
+def _training_loss(model: GridNerfactoModel, num_rays: int = 64, with_metrics: bool = False):
+    """One training forward through the model's own metrics and loss dicts, as nerfstudio's pipeline
+    runs it; returns the loss dict (and the metrics dict with ``with_metrics``)."""
+    bundle, batch = _bundle_and_batch(num_rays)
     outputs = model(bundle)
-    batch = {"image": torch.rand(num_rays, 3, generator=generator)}
     metrics = model.get_metrics_dict(outputs, batch)
     losses = model.get_loss_dict(outputs, batch, metrics)
     return (losses, metrics) if with_metrics else losses
@@ -373,25 +377,6 @@ def test_coarse_to_fine_can_truncate_the_proposal_grids_and_keep_every_level_on_
         assert of_proposals == [levels if levels < p.layout.num_levels else None for p in proposals]
     assert counts == [coarse_to_fine_levels(step, 1, 4, 0.5) for step in range(40)]
     assert counts.count(4) > 40 // 4 + 5  # about 5/8 of the steps, not 1/4
-
-
-def _bundle_and_batch(num_rays: int):
-    """A training ray bundle into the small model's box and a random target colour per ray."""
-    from nerfstudio.cameras.rays import RayBundle
-
-    generator = torch.Generator().manual_seed(1)
-    directions = torch.nn.functional.normalize(
-        torch.randn(num_rays, 3, generator=generator) * 0.2 + torch.tensor([0.0, 0.0, 1.0]), dim=-1
-    )
-    bundle = RayBundle(
-        origins=torch.tensor([0.0, 0.0, -1.2]).expand(num_rays, 3),
-        directions=directions,
-        pixel_area=torch.full((num_rays, 1), 1e-4),
-        camera_indices=torch.zeros(num_rays, 1, dtype=torch.long),
-        nears=torch.full((num_rays, 1), 0.05),
-        fars=torch.full((num_rays, 1), 2.5),
-    )
-    return bundle, {"image": torch.rand(num_rays, 3, generator=generator)}
 
 
 @pytest.mark.parametrize("config_class", [ShaciraNerfactoModelConfig, VqadNerfactoModelConfig])
