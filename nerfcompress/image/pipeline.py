@@ -329,7 +329,7 @@ def decoded_strips(model: ImageModel, strip_pixels: int = STRIP_PIXELS) -> Itera
     for start in range(0, model.height, rows_per_strip):
         end = min(start + rows_per_strip, model.height)
         channels = model.render_raster(raster_plan(model.grid, start, end), table)
-        yield to_uint8(channels).reshape(end - start, model.width, model.channels)
+        yield to_uint8(channels.t()).reshape(end - start, model.width, model.channels)
 
 
 def _ms_ssim(decoded: np.ndarray, reference: np.ndarray) -> float:

@@ -119,15 +119,21 @@ class _Batches:
         self.rng = np.random.default_rng(settings.seed)
         if self.whole:
             self.plan = raster_plan(model.grid)
-            flat = source.strip(0, source.height).reshape(-1, source.channels)
-            self.target = torch.from_numpy(flat).to(device).float().div_(255.0)
+            self.target = _planes(source).to(device)
 
     def render_and_target(self, model: ImageModel, table: torch.Tensor):
+        """``(prediction, target)`` of one step, both ``[C, N]`` (whole) or ``[N, C]`` (a batch)."""
         if self.whole:
             return model.render_raster(self.plan, table), self.target
         indices = np.sort(self.rng.integers(0, self.source.num_pixels, self.batch))  # sorted: page-friendly reads
         target = torch.from_numpy(self.source.gather(indices)).to(self.device).float().div_(255.0)
         return model.render_pixels(torch.from_numpy(indices), table), target
+
+
+def _planes(source: PixelSource) -> torch.Tensor:
+    """The whole picture as channel planes ``[C, H * W]`` in [0, 1]."""
+    flat = source.strip(0, source.height).reshape(-1, source.channels)
+    return torch.from_numpy(np.ascontiguousarray(flat.T)).float().div_(255.0)
 
 
 def fit(
@@ -193,7 +199,7 @@ def sample_loss(model: ImageModel, source: PixelSource, max_pixels: int = 1 << 1
     """``() -> MSE`` of the model (eval mode) on the whole picture or a fixed random sample."""
     if source.num_pixels <= max_pixels:
         plan = raster_plan(model.grid)
-        target = torch.from_numpy(source.strip(0, source.height).reshape(-1, source.channels)).float() / 255
+        target = _planes(source)
 
         def mse() -> float:
             with torch.no_grad():

@@ -319,3 +319,14 @@ def test_a_context_model_that_does_not_pay_for_itself_is_left_out_of_the_file():
     without, _ = encode_picture(source, CONFIGS["shacira"], settings)
     assert not info["context_coded"] and with_model == without
     assert "context_hidden" not in read_container(without)[0]["model"]  # the bytes of a format-6 file
+
+
+def test_raster_render_is_the_pixel_render(encoded):
+    """The whole-picture path (channel planes) and the pixel-batch path are one map."""
+    model = decode_image(encoded[1])[0]
+    with torch.no_grad():
+        planes = model.render_raster(raster_plan(model.grid))  # [C, H * W]
+        pixels = model.render_pixels(torch.arange(model.num_pixels))  # [N, C]
+    assert planes.shape == (model.channels, model.num_pixels)
+    assert torch.allclose(planes.t(), pixels, atol=1e-4)
+    assert float(planes.std()) > 0.05  # a picture, not a constant
