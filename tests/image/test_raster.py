@@ -31,6 +31,12 @@ def test_raster_matches_interp_torch_values_and_gradients(height, width, layout)
     assert torch.allclose(grad_raster, grad_reference, atol=2e-4, rtol=1e-4)
 
 
+def test_cases_cover_both_interpolations():
+    """The cases above reach the two-matmul path (coarse levels) and grid_sample (fine levels)."""
+    kinds = {plan.row_weights is not None for h, w, layout in CASES for plan in raster_plan(RasterGrid(layout, h, w))}
+    assert kinds == {True, False}
+
+
 @pytest.mark.parametrize("height, width, layout", CASES)
 def test_stored_rows_are_exactly_the_rows_pixels_read(height, width, layout):
     points = pixel_points(height, width, torch.arange(height * width))
