@@ -52,8 +52,8 @@ class ImageEncode:
     target_bpp: Optional[float] = None
     """Aim at this bpp instead: SHACIRA adapts lambda while training, VQAD sizes its grid (both estimates)."""
     preset: Literal["fast", "best"] = "fast"
-    """fast: the default (7 levels, MLP 16-16, 300 steps); best: 8 levels, MLP 24-24, 1200 steps (so far measured
-    worse than fast on the one photo tried, see BENCHMARKS.md)."""
+    """fast: the default (7 levels, MLP 16-16, 900 steps); best: 8 levels, MLP 24-24, 1200 steps (measured at
+    300 steps of fast, and no better than it on the one photo then tried, see BENCHMARKS.md)."""
     steps: Optional[int] = None
     """Override the preset's training steps."""
     num_levels: Optional[int] = None

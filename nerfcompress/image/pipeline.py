@@ -90,8 +90,8 @@ def _coded_bits(table: ShaciraTable, rows: slice) -> float:
 def fit_context(model: ImageModel, settings: TrainSettings) -> float:
     """Fits the model's context model to its (final, integer) latents; returns the seconds taken.
 
-    The context model is fitted after training, not with it: trained jointly for the 300 steps of
-    the default preset it lagged the per-level frequency tables it replaces (chelsea, lambda
+    The context model is fitted after training, not with it: trained jointly for the 300 steps the
+    default preset then had, it lagged the per-level frequency tables it replaces (chelsea, lambda
     0.003: its code length 1.9x theirs on the second-finest level, the file at 0.535 bpp 30.97 dB
     against 0.585 bpp 32.17 dB without it), while fitted to the trained latents it codes them in
     14 % fewer bytes after 100 steps (BENCHMARKS.md, "Images")."""
@@ -146,7 +146,8 @@ ROUNDING_OFFSETS = (0.5, 0.25, -0.25)
 """Shifts of a level's latents tried before rounding (see :func:`choose_rounding_offsets`)."""
 POST_HOC_LAMBDA_RATIO = 1 / 8
 """The rate weight of the decisions taken after training (rounding offsets, dead levels), as a
-share of the training lambda. At 300 steps the trained models trace a curve whose slope is about
+share of the training lambda; chosen at 300 steps (the default preset's then, not retuned for
+its 900). At 300 steps the trained models trace a curve whose slope is about
 1/6 of the lambda they were trained at (astronaut: d MSE / d bpp = 0.005 near 0.4 bpp at lambda
 0.03); priced at lambda itself, those decisions cut bits that the curve buys back cheaper
 (astronaut, lambda 0.03: 0.438 bpp 26.5 dB -> 0.233 bpp 23.4 dB; coffee, lambda 0.005: 0.99 bpp
