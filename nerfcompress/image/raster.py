@@ -17,7 +17,7 @@ of the float sums differs (tests compare the two).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import List, Optional, Tuple
 
@@ -178,9 +178,10 @@ class LevelPlan:
 
     index: Tensor  # int64 [Y * X], table rows of the vertices spanned by the strip
     shape: Tuple[int, int]  # (Y, X)
-    sample_grid: Tensor  # [1, h, W, 2], each pixel's position in the [Y, X] vertices, in [-1, 1]
+    sample_grid: Optional[Tensor] = None  # [1, h, W, 2], each pixel's position in the [Y, X] vertices, in [-1, 1]
     row_weights: Optional[Tensor] = None  # [h, Y] linear weights of each pixel row (separable levels)
     column_weights: Optional[Tensor] = None  # [X, W] linear weights of each pixel column (separable levels)
+    """A separable level holds the two weight matrices, any other its ``sample_grid``."""
 
 
 def _contiguous_vertices(lower: np.ndarray) -> np.ndarray:
@@ -214,19 +215,16 @@ def raster_plan(grid: RasterGrid, row_start: int = 0, row_end: int | None = None
         xv, yv = _contiguous_vertices(cx), _contiguous_vertices(cy)
         local_rows = corner_rows(layout, level, xv, yv)  # [Y, X]; vertices no pixel reads get any stored row
         index = np.minimum(grid.stored_index(level, local_rows), int(sum(grid.level_rows[: level + 1])) - 1)
+        level_plan = LevelPlan(index=torch.from_numpy(index.reshape(-1)), shape=(len(yv), len(xv)))
+        if len(yv) * len(xv) / grid.width + len(xv) <= SEPARABLE_MACS_PER_PIXEL:
+            rows = _linear_weights(cy - int(yv[0]), fy, len(yv))
+            columns = _linear_weights(cx - int(xv[0]), fx, len(xv)).t().contiguous()
+            plans.append(replace(level_plan, row_weights=rows, column_weights=columns))
+            continue
         gx = _normalized(cx + fx.astype(np.float64), int(xv[0]), len(xv))  # [W]
         gy = _normalized(cy + fy.astype(np.float64), int(yv[0]), len(yv))  # [h]
         sample_grid = np.stack(np.broadcast_arrays(gx[None, :], gy[:, None]), axis=-1)  # [h, W, 2]
-        separable = len(yv) * len(xv) / grid.width + len(xv) <= SEPARABLE_MACS_PER_PIXEL
-        plans.append(
-            LevelPlan(
-                index=torch.from_numpy(index.reshape(-1)),
-                shape=(len(yv), len(xv)),
-                sample_grid=torch.from_numpy(np.ascontiguousarray(sample_grid))[None],
-                row_weights=_linear_weights(cy - int(yv[0]), fy, len(yv)) if separable else None,
-                column_weights=_linear_weights(cx - int(xv[0]), fx, len(xv)).t().contiguous() if separable else None,
-            )
-        )
+        plans.append(replace(level_plan, sample_grid=torch.from_numpy(np.ascontiguousarray(sample_grid))[None]))
     return plans
 
 
@@ -243,10 +241,11 @@ def _linear_weights(lower: np.ndarray, fraction: np.ndarray, count: int) -> Tens
 def interp_raster(table: Tensor, plan: List[LevelPlan]) -> Tensor:
     """Features at the pixel centres of the rows a :func:`raster_plan` covers, all columns.
 
-    Coarse levels interpolate with two matmuls (:data:`SEPARABLE_MACS_PER_PIXEL`), finer ones
-    with ``grid_sample``. The values of ``interp_torch(grid.layout, grid.layout_table(table), points)`` at those
-    pixels' points (bilinear with ``grid_sample``, which recomputes each pixel's position from a
-    normalised coordinate in float32: weights agree to about 1e-4), with the gradient to ``table``.
+    The values of ``interp_torch(grid.layout, grid.layout_table(table), points)`` at those
+    pixels' points, with the gradient to ``table``: coarse levels interpolate with two matmuls
+    over tcnn's weights (:data:`SEPARABLE_MACS_PER_PIXEL`), finer ones with ``grid_sample``, which
+    recomputes each pixel's position from a normalised coordinate in float32 (weights agree to
+    about 1e-4).
 
     Args:
         table: stored rows ``[sum(grid.level_rows), F]``.
