@@ -32,7 +32,7 @@ from nerfcompress.plugin.model import (
     VqadNerfactoModelConfig,
 )
 from nerfcompress.plugin.pipeline import GridDynamicBatchPipelineConfig, GridPipelineConfig
-from nerfcompress.plugin.trainer import GridTrainerConfig
+from nerfcompress.plugin.trainer import RUN_LENGTH, GridTrainerConfig
 
 # ns-viewer / ns-eval / ns-render load checkpoints with torch's weights_only unpickler.
 allow_nerfstudio_checkpoint_globals()
@@ -42,7 +42,8 @@ def _optimizers(big: bool, grids_lr: float) -> Dict[str, dict]:
     """nerfacto's (or nerfacto-big's) optimizers plus ``grids``, ``latents`` and ``entropy`` groups.
 
     ``grids_lr`` is the rate of the ``grids`` group: float rows, VQAD's logits and codebooks,
-    SHACIRA's decoders. SHACIRA's latents learn at nerfacto's grid rate, 1e-2, in feature space.
+    SHACIRA's decoders. SHACIRA's latents start at 3e-2 in feature space and decay to 3e-3 over the
+    run (their scheduler's ``max_steps`` is ``RUN_LENGTH``, the run's ``max_num_iterations``).
     """
     optimizer = RAdamOptimizerConfig if big else AdamOptimizerConfig
     decay = ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=50000 if big else 200000)
@@ -57,12 +58,21 @@ def _optimizers(big: bool, grids_lr: float) -> Dict[str, dict]:
             "scheduler": ExponentialDecaySchedulerConfig(lr_final=grids_lr * 1e-2, max_steps=50000 if big else 200000),
         },
         # SHACIRA's latents: the rate at which the decoded features move; each table divides it
-        # by its decoder's norm before every step (ShaciraTable.learning_rate_scales).
+        # by its decoder's norm before every step (ShaciraTable.learning_rate_scales). Fast early,
+        # slow late: on lego100's val views (lambda 1e-2, 800 steps, seeds 42-44) 3e-2 decaying to
+        # 3e-3 over the run gave 26.08 dB at 101.6 kB where the constant 1e-2 (decaying to 1e-4 over
+        # 200,000 steps, i.e. constant) traced 25.58 dB at that size; a constant 3e-2 cost bytes and
+        # 1e-1 decaying to 1e-3 was worse (BENCHMARKS.md, "Quality per byte on a real scene").
         "latents": {
-            "optimizer": optimizer(lr=1e-2, eps=1e-15),
-            "scheduler": ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=50000 if big else 200000),
+            "optimizer": optimizer(lr=3e-2, eps=1e-15),
+            "scheduler": ExponentialDecaySchedulerConfig(lr_final=3e-3, max_steps=RUN_LENGTH),
         },
-        "entropy": {"optimizer": AdamOptimizerConfig(lr=1e-3, eps=1e-15), "scheduler": None},
+        # SHACIRA's priors. At 1e-3 the prior lagged the latents: on lego100 (lambda 1e-2, 800 steps)
+        # the training rate was still 8.4 bits per row at step 160 and falling at the end (2.7),
+        # so the file's size was set by how fast the prior caught up, not by lambda (lambda 2e-2
+        # gave no smaller files than 1e-2); at 1e-2 it is 1.6 bits per row at step 160 and the file
+        # a third of the size at the same quality (BENCHMARKS.md, "Quality per byte on a real scene").
+        "entropy": {"optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15), "scheduler": None},
         "camera_opt": {
             "optimizer": AdamOptimizerConfig(lr=1e-3, eps=1e-15),
             "scheduler": ExponentialDecaySchedulerConfig(lr_final=1e-4, max_steps=5000),

@@ -114,11 +114,33 @@ class GridOptimizers(Optimizers):
         super().load_schedulers(loaded_state)
 
 
+RUN_LENGTH = 0
+"""A scheduler ``max_steps`` that means: the run's ``max_num_iterations`` (SHACIRA's ``latents``
+decay, so that a shorter or longer run keeps the whole schedule; any other value is kept)."""
+
+
+def run_optimizer_settings(config: TrainerConfig) -> Dict[str, Any]:
+    """A copy of ``config.optimizers`` (for nerfstudio's ``Optimizers``) in which every scheduler
+    whose ``max_steps`` is :data:`RUN_LENGTH` spans the run's ``config.max_num_iterations`` steps;
+    the other groups are the same objects."""
+    optimizers = dict(config.optimizers)
+    for name, group in optimizers.items():
+        scheduler = group.get("scheduler")
+        if scheduler is not None and getattr(scheduler, "max_steps", None) == RUN_LENGTH:
+            scheduler = copy.deepcopy(scheduler)
+            scheduler.max_steps = config.max_num_iterations
+            optimizers[name] = {**group, "scheduler": scheduler}
+    return optimizers
+
+
 class GridTrainer(Trainer):
-    """nerfstudio's Trainer with :class:`GridOptimizers`."""
+    """nerfstudio's Trainer with :class:`GridOptimizers`; a scheduler with ``max_steps``
+    :data:`RUN_LENGTH` spans the run's ``max_num_iterations``."""
 
     def setup_optimizers(self) -> Optimizers:
-        return GridOptimizers(self.config.optimizers.copy(), self.pipeline.get_param_groups(), self.pipeline.model)
+        return GridOptimizers(
+            run_optimizer_settings(self.config), self.pipeline.get_param_groups(), self.pipeline.model
+        )
 
 
 @dataclass

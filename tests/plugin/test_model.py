@@ -19,6 +19,7 @@ from nerfcompress.plugin.model import (
     ShaciraNerfactoModelConfig,
     VqadNerfactoModelConfig,
 )
+from nerfcompress.plugin.trainer import run_optimizer_settings
 from nerfcompress.tables import PlainTable, ShaciraTable, VqadTable
 
 
@@ -96,7 +97,7 @@ def test_param_groups_partition_parameters_with_tables_in_their_own_groups(shaci
 def _optimizers(model: GridNerfactoModel, method: str) -> Optimizers:
     from nerfcompress.plugin import methods
 
-    config = copy.deepcopy(getattr(methods, method).config.optimizers)  # tests may change it
+    config = run_optimizer_settings(copy.deepcopy(getattr(methods, method).config))  # tests may change it
     return Optimizers(config, model.get_param_groups())
 
 

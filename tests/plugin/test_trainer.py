@@ -10,7 +10,7 @@ from nerfstudio.configs.method_configs import all_methods
 from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.engine.optimizers import Optimizers
 
-from nerfcompress.plugin.trainer import CheckpointError, GridOptimizers, GridTrainer
+from nerfcompress.plugin.trainer import RUN_LENGTH, CheckpointError, GridOptimizers, GridTrainer, run_optimizer_settings
 
 SMALL = dict(num_levels=4, max_res=64, log2_hashmap_size=10, proposal_log2_hashmap_size=8, hidden_dim=16)
 
@@ -24,8 +24,12 @@ def _model():
     return config.setup(scene_box=box, num_train_data=3, metadata={})
 
 
+def _settings():
+    return run_optimizer_settings(copy.deepcopy(all_methods["shacira-nerfacto"]))
+
+
 def _optimizers(model) -> GridOptimizers:
-    return GridOptimizers(copy.deepcopy(all_methods["shacira-nerfacto"].optimizers), model.get_param_groups(), model)
+    return GridOptimizers(_settings(), model.get_param_groups(), model)
 
 
 def _trained_optimizers(model, steps: int = 3) -> GridOptimizers:
@@ -56,7 +60,7 @@ def _old_style(model, optimizers: GridOptimizers):
 def test_an_old_checkpoint_fails_in_torch_with_nerfstudios_optimizers():
     model = _model()
     saved, _ = _old_style(model, _trained_optimizers(model))
-    plain = Optimizers(copy.deepcopy(all_methods["shacira-nerfacto"].optimizers), model.get_param_groups())
+    plain = Optimizers(_settings(), model.get_param_groups())
     with pytest.raises(ValueError, match="doesn't match the size"):
         plain.load_optimizers(saved)
 
@@ -98,3 +102,22 @@ def test_a_checkpoint_of_the_current_layout_loads_unchanged_and_an_unknown_one_i
 def test_our_methods_train_with_the_migrating_trainer():
     for name in ("shacira-nerfacto", "vqad-nerfacto-big", "plain-nerfacto"):
         assert all_methods[name]._target is GridTrainer
+
+
+def test_the_latents_learning_rate_decays_over_the_run_whatever_its_length_and_a_set_length_is_kept():
+    model = _model()
+    for steps in (10, 800):
+        config = copy.deepcopy(all_methods["shacira-nerfacto"])
+        config.max_num_iterations = steps
+        settings = run_optimizer_settings(config)
+        assert config.optimizers["latents"]["scheduler"].max_steps == RUN_LENGTH  # the config is not changed
+        optimizers = Optimizers(settings, model.get_param_groups())
+        start = optimizers.optimizers["latents"].param_groups[0]["lr"]
+        for step in range(steps):
+            optimizers.scheduler_step_all(step)
+        end = optimizers.optimizers["latents"].param_groups[0]["lr"]
+        assert start == pytest.approx(3e-2) and end == pytest.approx(3e-3, rel=0.02)
+    config = copy.deepcopy(all_methods["shacira-nerfacto"])
+    config.optimizers["latents"]["scheduler"].max_steps = 5000  # --optimizers.latents.scheduler.max-steps 5000
+    assert run_optimizer_settings(config)["latents"]["scheduler"].max_steps == 5000
+    assert run_optimizer_settings(config)["grids"] is config.optimizers["grids"]

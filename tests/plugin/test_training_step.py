@@ -18,6 +18,7 @@ from nerfcompress.grid.backends import GridBackendUnavailable
 from nerfcompress.host_sync import HostSyncAudit
 from nerfcompress.plugin import methods
 from nerfcompress.plugin.model import PlainNerfactoModelConfig, ShaciraNerfactoModelConfig, VqadNerfactoModelConfig
+from nerfcompress.plugin.trainer import run_optimizer_settings
 from nerfcompress.tables import host_values
 
 CONFIGS = {
@@ -56,7 +57,7 @@ def _rays(n: int = 16, seed: int = 1):
 
 def _callbacks(model, method: str):
     registered = getattr(methods, method.replace("_rounded_rate", "").replace("_rate", ""))
-    optimizers = Optimizers(copy.deepcopy(registered.config.optimizers), model.get_param_groups())
+    optimizers = Optimizers(run_optimizer_settings(copy.deepcopy(registered.config)), model.get_param_groups())
     attributes = TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=None, trainer=None)
     return model.get_training_callbacks(attributes), optimizers
 
