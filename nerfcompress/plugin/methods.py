@@ -59,19 +59,21 @@ def _optimizers(big: bool, grids_lr: float) -> Dict[str, dict]:
         },
         # SHACIRA's latents: the rate at which the decoded features move; each table divides it
         # by its decoder's norm before every step (ShaciraTable.learning_rate_scales). Fast early,
-        # slow late: on lego100's val views (lambda 1e-2, 800 steps, seeds 42-44) 3e-2 decaying to
-        # 3e-3 over the run gave 26.08 dB at 101.6 kB where the constant 1e-2 (decaying to 1e-4 over
-        # 200,000 steps, i.e. constant) traced 25.58 dB at that size; a constant 3e-2 cost bytes and
-        # 1e-1 decaying to 1e-3 was worse (BENCHMARKS.md, "Quality per byte on a real scene").
+        # slow late: on lego100's val views (lambda 1e-2, 800 steps, seeds 42-44, the prior then at
+        # 1e-3) 3e-2 decaying to 3e-3 over the run gave 26.08 dB at 101.6 kB where the constant 1e-2
+        # traced 25.58 dB at that size (interpolated); with the prior at 1e-2 it gave 25.31 dB at
+        # 27 kB against the constant 1e-2's 24.39 dB at 46 kB (seed 42); 1e-1 decaying to 1e-3 was
+        # worse (BENCHMARKS.md, "Quality per byte on a real scene").
         "latents": {
             "optimizer": optimizer(lr=3e-2, eps=1e-15),
             "scheduler": ExponentialDecaySchedulerConfig(lr_final=3e-3, max_steps=RUN_LENGTH),
         },
         # SHACIRA's priors. At 1e-3 the prior lagged the latents: on lego100 (lambda 1e-2, 800 steps)
-        # the training rate was still 8.4 bits per row at step 160 and falling at the end (2.7),
+        # the training rate was still 8.4 bits per row at step 160 and falling at the end (3.2),
         # so the file's size was set by how fast the prior caught up, not by lambda (lambda 2e-2
-        # gave no smaller files than 1e-2); at 1e-2 it is 1.6 bits per row at step 160 and the file
-        # a third of the size at the same quality (BENCHMARKS.md, "Quality per byte on a real scene").
+        # gave no smaller files than 1e-2); at 1e-2 it is 1.6 bits per row at step 160, and lambda
+        # 1e-2 gives 28 kB files at 25.15 dB val where it gave 88 kB at 25.28 (seeds 42-44); 3e-2
+        # lay under 1e-2's curve (BENCHMARKS.md, "Quality per byte on a real scene").
         "entropy": {"optimizer": AdamOptimizerConfig(lr=1e-2, eps=1e-15), "scheduler": None},
         "camera_opt": {
             "optimizer": AdamOptimizerConfig(lr=1e-3, eps=1e-15),
