@@ -176,6 +176,28 @@ def test_target_bpp_moves_lambda_towards_the_target():
         assert float(aimed.rate_bits()) / source.num_pixels < 0.9 * free_bpp
 
 
+@pytest.mark.parametrize("freeze", [True, False])
+def test_the_latents_hold_still_once_training_rounds_hard_unless_told_otherwise(monkeypatch, freeze):
+    from nerfcompress.image.model import ImageModel
+
+    settings = TrainSettings(steps=40, lmbda=1e-3, hard_fraction=0.5, freeze_hard_latents=freeze)
+    hard_start = settings.schedule.anneal_end_step
+    seen = {}
+    set_step = ImageModel.set_step
+
+    def recording(model, step):
+        if step == hard_start:  # before the first hard-rounded update
+            seen["latents"] = [table.latents.detach().clone() for table in model.tables]
+            seen["synthesis"] = [p.detach().clone() for p in model.synthesis.parameters()]
+        set_step(model, step)
+
+    monkeypatch.setattr(ImageModel, "set_step", recording)
+    model = fit(_picture(), CONFIGS["shacira"], settings)
+    latents_moved = any(not torch.equal(a, t.latents) for a, t in zip(seen["latents"], model.tables))
+    assert latents_moved != freeze
+    assert any(not torch.equal(a, p) for a, p in zip(seen["synthesis"], model.synthesis.parameters()))
+
+
 def test_procedural_picture_is_the_same_strip_by_strip(tmp_path):
     from nerfcompress.image.procedural import procedural_strip, write_procedural
 
