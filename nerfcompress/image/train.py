@@ -168,18 +168,18 @@ def fit(
     batches = _Batches(model, source, settings, dev)
     lmbda = settings.lmbda
     soft_steps = settings.schedule.anneal_end_step
-    frozen = lambda step: settings.freeze_hard_latents and settings.schedule.hard_rounding(step)  # noqa: E731
     start = time.perf_counter()
     model.train()
     for step in range(settings.steps):
         model.set_step(step)
         factor = cosine_factor(step, settings.steps, settings.final_lr_ratio)
+        hold_latents = settings.freeze_hard_latents and settings.schedule.hard_rounding(step)
         for group, spec in zip(optimizer.param_groups, groups):
             scale = 1.0
             if spec["scale_of"] is not None:
                 table, name = spec["scale_of"]
                 scale = table.learning_rate_scales().get(name, 1.0)
-                if name == "latents" and frozen(step):
+                if name == "latents" and hold_latents:
                     scale = 0.0
             group["lr"] = spec["base_lr"] * factor * scale
         table = model.table()
