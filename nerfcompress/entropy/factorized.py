@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 _LIKELIHOOD_BOUND = 1e-9
 _KNOTS_PER_UNIT = 32  # knot spacing 1/32 of the interpolated training-time code length; even
+_GROUP_EDGE = 1e-3  # knot units a grouped lookup stays inside its group's stretch of knots
 
 
 class _LowerBound(torch.autograd.Function):
@@ -101,40 +102,59 @@ class FactorizedPrior(nn.Module):
         filters: hidden widths of the per-channel monotone network.
         init_scale: initial width of the density; the initial network maps ``v`` to about
             ``v / init_scale`` before the biases.
+        num_groups: ``G``, densities per channel: row ``r`` of group ``g[r]`` (given to every
+            rate call) is coded under its channels' group-``g`` densities. SHACIRA's grids make
+            each level a group, as the file codes each level under tables of its own.
 
     Raises:
-        ValueError: if ``num_channels < 1``, a filter is ``< 1`` or ``init_scale <= 0``.
+        ValueError: if ``num_channels < 1``, ``num_groups < 1``, a filter is ``< 1`` or ``init_scale <= 0``.
     """
 
-    def __init__(self, num_channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
+    def __init__(
+        self, num_channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0, num_groups: int = 1
+    ):
         super().__init__()
         if num_channels < 1:
             raise ValueError(f"num_channels must be >= 1, found {num_channels}")
+        if num_groups < 1:
+            raise ValueError(f"num_groups must be >= 1, found {num_groups}")
         if any(f < 1 for f in filters):
             raise ValueError(f"every filter width must be >= 1, found {tuple(filters)}")
         if not init_scale > 0:
             raise ValueError(f"init_scale must be > 0, found {init_scale}")
         self.num_channels = num_channels
+        self.num_groups = int(num_groups)
+        self.num_densities = num_channels * self.num_groups  # density c * num_groups + g: channel c, group g
         self.filters = tuple(int(f) for f in filters)
         widths = (1, *self.filters, 1)
         scale = init_scale ** (1.0 / (len(widths) - 1))
-        self.matrices = nn.ParameterList()  # [D, w_out, w_in] each, softplus-positive
-        self.biases = nn.ParameterList()  # [D, w_out, 1] each
-        self.factors = nn.ParameterList()  # [D, w_out, 1] each, tanh gates (hidden layers only)
+        self.matrices = nn.ParameterList()  # [C G, w_out, w_in] each, softplus-positive
+        self.biases = nn.ParameterList()  # [C G, w_out, 1] each
+        self.factors = nn.ParameterList()  # [C G, w_out, 1] each, tanh gates (hidden layers only)
         for i in range(len(widths) - 1):
             w_in, w_out = widths[i], widths[i + 1]
             init = float(np.log(np.expm1(1.0 / scale / w_out)))
-            self.matrices.append(nn.Parameter(torch.full((num_channels, w_out, w_in), init)))
-            self.biases.append(nn.Parameter(torch.empty(num_channels, w_out, 1).uniform_(-0.5, 0.5)))
+            self.matrices.append(nn.Parameter(torch.full((self.num_densities, w_out, w_in), init)))
+            self.biases.append(nn.Parameter(torch.empty(self.num_densities, w_out, 1).uniform_(-0.5, 0.5)))
             if i < len(widths) - 2:
-                self.factors.append(nn.Parameter(torch.zeros(num_channels, w_out, 1)))
+                self.factors.append(nn.Parameter(torch.zeros(self.num_densities, w_out, 1)))
+
+    def _check_groups(self, values: Tensor, groups: Optional[Tensor]) -> None:
+        if self.num_groups == 1:
+            if groups is not None:
+                raise ValueError("groups are given to a prior of one group")
+        elif groups is None or groups.shape != values.shape[:1]:
+            raise ValueError(
+                f"a prior of {self.num_groups} groups needs the group of every row, int64 [{values.shape[0]}], "
+                f"got {None if groups is None else tuple(groups.shape)}"
+            )
 
     def _check(self, values: Tensor) -> None:
         if values.ndim != 2 or values.shape[-1] != self.num_channels:
             raise ValueError(f"expected values of shape [rows, {self.num_channels}], found {tuple(values.shape)}")
 
     def _logits(self, x: Tensor) -> Tensor:
-        """Cumulative logits of ``x [D, 1, N]`` -> ``[D, 1, N]``, in ``x``'s dtype (at least
+        """Cumulative logits of ``x [D G, 1, N]`` (one row per density) -> ``[D G, 1, N]``, in ``x``'s dtype (at least
         float32: autocast is off here, so mixed-precision training computes the rate in fp32)."""
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()
@@ -158,6 +178,7 @@ class FactorizedPrior(nn.Module):
             ValueError: if ``values`` is not ``[rows, D]``.
         """
         self._check(values)
+        self._check_groups(values, None)
         return self._logits(values.t().unsqueeze(1)).squeeze(1).t()
 
     def _mass(self, values: Tensor) -> Tensor:
@@ -183,10 +204,11 @@ class FactorizedPrior(nn.Module):
             ValueError: if ``values`` is not ``[rows, D]``.
         """
         self._check(values)
+        self._check_groups(values, None)
         return _LowerBound.apply(self._mass(values.t()).t(), _LIKELIHOOD_BOUND)
 
     def _knot_bits(self, lo: Tensor, num_knots: int) -> Tensor:
-        """``-log2 (P(v + 1/2) - P(v - 1/2))`` at the knots ``v = lo + k / _KNOTS_PER_UNIT``, ``[D, K]``.
+        """``-log2 (P(v + 1/2) - P(v - 1/2))`` at the knots ``v = lo + k / _KNOTS_PER_UNIT``, ``[D G, K]``.
 
         Every interval edge is itself a knot (edges lie ``_KNOTS_PER_UNIT / 2`` knots either side
         of the centre), so one network pass over ``K + _KNOTS_PER_UNIT`` points gives all masses.
@@ -195,20 +217,24 @@ class FactorizedPrior(nn.Module):
         half = _KNOTS_PER_UNIT // 2
         steps = torch.arange(num_knots + 2 * half, device=lo.device, dtype=lo.dtype)
         edges = lo - 0.5 + steps / _KNOTS_PER_UNIT  # [K + 2 half]
-        logits = self._logits(edges.expand(self.num_channels, 1, -1)).squeeze(1)  # [D, K + 2 half]
+        logits = self._logits(edges.expand(self.num_densities, 1, -1)).squeeze(1)  # [D G, K + 2 half]
         lower, upper = logits[:, :num_knots], logits[:, 2 * half :]
         sign = -torch.sign(lower + upper).detach()  # evaluate both sigmoids in the tail
         mass = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
         return -torch.log2(_LowerBound.apply(mass, _LIKELIHOOD_BOUND))
 
-    def _interpolated_bits(self, values: Tensor, knot_span: Optional[int] = None) -> Tensor:
+    def _interpolated_bits(
+        self, values: Tensor, knot_span: Optional[int] = None, groups: Optional[Tensor] = None
+    ) -> Tensor:
         """Sum of ``-log2 mass(v)`` over ``values [D, N]`` (channel-major), knot-interpolated, scalar.
 
         The code length is evaluated by the network only at knots ``1 / _KNOTS_PER_UNIT`` apart
         that span the values (:meth:`_knot_bits`) and linearly interpolated in between. That
         costs a gather per value instead of the network, and the gradient reaches both the
         values and the network. Channel-major because gathers along the last dimension are
-        several times faster on CPU.
+        several times faster on CPU. With groups (``groups [N]``), channel ``d``'s knots of all
+        groups lie end to end, ``[D, G K]``, and value ``n`` is looked up in group ``groups[n]``'s
+        stretch; its position is clamped to the stretch (no extrapolation past the window).
 
         The knots start at ``lo = floor(min) - 1`` (computed on the device). They cover
         ``knot_span`` units from there when it is given (no host sync; knots past the values
@@ -220,18 +246,34 @@ class FactorizedPrior(nn.Module):
         if knot_span is None:
             knot_span = int((torch.ceil(largest) + 1.0 - lo).item())
         num_knots = knot_span * _KNOTS_PER_UNIT + 1
-        return _InterpolatedSum.apply(self._knot_bits(lo, num_knots), (values - lo) * _KNOTS_PER_UNIT)
+        position = (values - lo) * _KNOTS_PER_UNIT  # [D, N] in knot units
+        knots = self._knot_bits(lo, num_knots)  # [D G, K]
+        if self.num_groups > 1:
+            last = num_knots - 1 - _GROUP_EDGE  # the last position inside a group's stretch
+            position = position.clamp(max=last) + groups * num_knots
+            knots = knots.view(self.num_channels, self.num_groups * num_knots)
+        return _InterpolatedSum.apply(knots, position)
 
-    def _integer_bits(self, values: Tensor) -> Tensor:
-        """Exact bits of integer ``values [rows, D]``: the mass of each distinct integer once."""
+    def _integer_bits(self, values: Tensor, groups: Optional[Tensor] = None) -> Tensor:
+        """Exact bits of integer ``values [rows, D]`` (of ``groups [rows]``): the mass of each
+        distinct integer once per density."""
         lo = torch.floor(values.detach().min())
         support = int((values.detach().max() - lo).item()) + 1
         grid = lo + torch.arange(support, device=values.device, dtype=values.dtype)
-        masses = self._mass(grid.expand(self.num_channels, support)).t()  # [S, D]
+        masses = self._mass(grid.expand(self.num_densities, support))  # [D G, S]
         bits = -torch.log2(_LowerBound.apply(masses, _LIKELIHOOD_BOUND))
-        return torch.gather(bits, 0, (values - lo).long()).sum()
+        index = (values - lo).long().t()  # [D, rows]
+        if self.num_groups > 1:
+            index = index + groups * support
+        return torch.gather(bits.view(self.num_channels, -1), 1, index).sum()
 
-    def rate_bits(self, latents: Tensor, uniform: Optional[Tensor] = None, knot_span: Optional[int] = None) -> Tensor:
+    def rate_bits(
+        self,
+        latents: Tensor,
+        uniform: Optional[Tensor] = None,
+        knot_span: Optional[int] = None,
+        groups: Optional[Tensor] = None,
+    ) -> Tensor:
         """Estimated code length of the latents in bits.
 
         .. math:: R = -\\sum_{r,c} \\log_2 p_c(w_{r,c}),
@@ -247,24 +289,29 @@ class FactorizedPrior(nn.Module):
             knot_span: training mode only: units of the knot window from ``floor(min) - 1``; at
                 least ``ceil(max) - floor(min) + 2`` of the noisy latents (:func:`knot_span_bound`),
                 else the values past it are extrapolated. None measures it, a host sync on CUDA.
+            groups: the group of every row, int64 ``[rows]`` in ``[0, G)``; only with ``G > 1``.
 
         Returns:
             Scalar rate in bits (divide by ``rows`` for a stable loss scale).
 
         Raises:
-            ValueError: if ``latents`` is not ``[rows, D]`` or ``uniform`` not of its shape.
+            ValueError: if ``latents`` is not ``[rows, D]``, ``uniform`` not of its shape, or
+                ``groups`` missing for a prior of several groups (or given to one of one).
         """
         self._check(latents)
+        self._check_groups(latents, groups)
         if not self.training:
-            return self._integer_bits(torch.round(latents))
+            return self._integer_bits(torch.round(latents), groups)
         if uniform is None:
             uniform = torch.rand_like(latents)
         elif uniform.shape != latents.shape:
             raise ValueError(f"uniform must have the latents' shape {tuple(latents.shape)}, got {tuple(uniform.shape)}")
         noisy = torch.add(latents, uniform.detach()).sub_(0.5)  # [rows, D]
-        return self.code_length_bits(noisy, knot_span)
+        return self.code_length_bits(noisy, knot_span, groups)
 
-    def code_length_bits(self, values: Tensor, knot_span: Optional[int] = None) -> Tensor:
+    def code_length_bits(
+        self, values: Tensor, knot_span: Optional[int] = None, groups: Optional[Tensor] = None
+    ) -> Tensor:
         """``-sum log2 mass(v)`` over ``values [rows, D]`` as the training rate computes it (code
         lengths interpolated between knots, :meth:`_interpolated_bits`), scalar, differentiable
         with respect to the values and the prior. :meth:`rate_bits` in training evaluates it at
@@ -275,22 +322,25 @@ class FactorizedPrior(nn.Module):
             knot_span: units of the knot window from ``floor(min) - 1``, at least
                 ``ceil(max) - floor(min) + 2`` of the values (:func:`knot_span_bound`); None
                 measures it, a host sync on CUDA.
+            groups: the group of every row, int64 ``[rows]``; only with ``G > 1``.
 
         Raises:
-            ValueError: if ``values`` is not ``[rows, D]``.
+            ValueError: if ``values`` is not ``[rows, D]``, or ``groups`` as in :meth:`rate_bits`.
         """
         self._check(values)
-        return self._interpolated_bits(values.t().contiguous(), knot_span)
+        self._check_groups(values, groups)
+        return self._interpolated_bits(values.t().contiguous(), knot_span, groups)
 
     @torch.no_grad()
-    def pmf(self, channel: int, lo: int, support: int) -> np.ndarray:
-        """Masses of the integers ``lo .. lo + support - 1`` for one channel.
+    def pmf(self, channel: int, lo: int, support: int, group: int = 0) -> np.ndarray:
+        """Masses of the integers ``lo .. lo + support - 1`` for one channel (of one group).
 
         Evaluated on CPU in float64 (the tail mass outside the range is left out; the integer
         quantiser renormalises). Used once at export time to build integer coding tables.
 
         Args:
             channel: channel index in ``[0, D)``.
+            group: group index in ``[0, G)``.
             lo: smallest integer of the range.
             support: ``S``, number of integers, ``>= 1``.
 
@@ -302,8 +352,10 @@ class FactorizedPrior(nn.Module):
         """
         if not 0 <= channel < self.num_channels:
             raise ValueError(f"channel must be in [0, {self.num_channels}), found {channel}")
+        if not 0 <= group < self.num_groups:
+            raise ValueError(f"group must be in [0, {self.num_groups}), found {group}")
         if support < 1:
             raise ValueError(f"support must be >= 1, found {support}")
         values = torch.arange(support, dtype=torch.float64) + float(lo)  # [S]
-        masses = self._mass(values.expand(self.num_channels, support))  # [D, S]
-        return masses[channel].numpy()
+        masses = self._mass(values.expand(self.num_densities, support))  # [D G, S]
+        return masses[channel * self.num_groups + group].numpy()

@@ -56,6 +56,9 @@ class ShaciraTableSettings:
     values the file stores, instead of the noisy latents the soft-rounding phase uses."""
     rate_weight_warmup_steps: int = 0
     """lambda grows linearly from 0 to rate_weight over these first steps (0: the full weight from the start)."""
+    per_level_prior: bool = False
+    """The training rate's prior has one density per level and latent, as the file codes each level under
+    tables of its own (False: one density per latent for all levels, the paper's)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -98,6 +101,7 @@ class ShaciraTableSettings:
             level_rows=layout.level_rows,
             rate_row_stride=self.rate_row_stride,
             rounded_rate=self.rounded_rate,
+            per_level_prior=self.per_level_prior,
         )
 
     def rate_loss_weight(self, step: Optional[int] = None) -> float:

@@ -80,6 +80,9 @@ class ShaciraTable(FeatureTable):
             None: no level is context-coded.
         context_level_base: the context model's index of this table's level 0 (level ``l`` is
             ``base + l``): its per-level offsets.
+        per_level_prior: one density per level and latent channel (the prior's groups are the
+            levels), as the file codes each level under tables of its own; False: one density per
+            channel for all levels (the paper's).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class ShaciraTable(FeatureTable):
         min_decoder_norm: float = MIN_DECODER_NORM,
         level_widths: Optional[Sequence[Optional[int]]] = None,
         context_level_base: int = 0,
+        per_level_prior: bool = False,
     ) -> None:
         super().__init__(num_rows, num_features, level_rows)
         if latent_dim < 1:
@@ -119,7 +123,14 @@ class ShaciraTable(FeatureTable):
             torch.empty(num_rows, latent_dim).uniform_(-latent_init_scale, latent_init_scale)
         )
         self.decoder = build_decoder(decoder, latent_dim, num_features, self.level_rows, decoder_init_scale)
-        self.prior = FactorizedPrior(latent_dim, filters=tuple(prior_filters))
+        num_levels = len(self.level_rows)
+        self.prior = FactorizedPrior(
+            latent_dim, filters=tuple(prior_filters), num_groups=num_levels if per_level_prior else 1
+        )
+        level_of_row = torch.repeat_interleave(
+            torch.arange(num_levels), torch.tensor(self.level_rows), output_size=num_rows
+        )  # int64 [rows]: the prior's group of every row
+        self.register_buffer("level_of_row", level_of_row if per_level_prior else None, persistent=False)
         self.register_buffer("temperature", torch.tensor(self.schedule.temperature(0)))  # soft-rounding tau
         self.register_buffer("hard_rounding", torch.tensor(self.schedule.hard_rounding(0)))  # straight-through phase
         # Host mirrors of what the training step needs as Python values (reading a CUDA tensor
@@ -254,14 +265,19 @@ class ShaciraTable(FeatureTable):
         In training, an unbiased estimate from every ``rate_row_stride``-th row (random offset),
         over the knot window set by :meth:`set_step` (no host sync). The gradient reaches both the
         latents and the prior."""
+        groups = self.level_of_row
         if not self.training:
-            return self.prior.rate_bits(self.latents)
+            return self.prior.rate_bits(self.latents, groups=groups)
         stride, span = self.rate_row_stride, self._rate_knot_span
         start = host_randint(stride) if stride > 1 else 0  # every row is in the sample with probability 1/k
+        if groups is not None:
+            groups = groups[start::stride]
         if self.rounded_rate and self._hard_rounding:
-            return stride * self.prior.code_length_bits(hard_round_ste(self.latents[start::stride]), knot_span=span)
+            rounded = hard_round_ste(self.latents[start::stride])
+            return stride * self.prior.code_length_bits(rounded, knot_span=span, groups=groups)
         uniform = self._training_uniform("rate")
-        return stride * self.prior.rate_bits(self.latents[start::stride], uniform[start::stride], knot_span=span)
+        latents = self.latents[start::stride]
+        return stride * self.prior.rate_bits(latents, uniform[start::stride], knot_span=span, groups=groups)
 
     def context_levels(self) -> List[Tuple[Tensor, int, int]]:
         """``(rounded latents [rows_l], raster width, context model level)`` of each

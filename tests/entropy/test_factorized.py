@@ -210,3 +210,28 @@ class TestFactorizedPrior:
         freq = counts / counts.sum()
         entropy_bits = -(counts * np.log2(freq)).sum()
         assert entropy_bits <= bits < 1.03 * entropy_bits
+
+    def test_a_prior_of_groups_codes_each_group_under_its_own_densities(self):
+        torch.manual_seed(0)
+        rows, channels = [50, 70, 30], 2
+        grouped = FactorizedPrior(channels, num_groups=len(rows))
+        alone = [FactorizedPrior(channels) for _ in rows]
+        with torch.no_grad():  # density c * G + g of the grouped prior is group g's density c
+            for name, param in grouped.named_parameters():
+                by_group = param.view(channels, len(rows), *param.shape[1:])
+                for group, prior in enumerate(alone):
+                    by_group[:, group] *= 1 + group  # the groups' densities differ
+                    dict(prior.named_parameters())[name].copy_(by_group[:, group])
+        latents = 2 * torch.randn(sum(rows), channels)
+        groups = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor(rows))
+        uniform = torch.rand_like(latents)
+        expected = sum(p.rate_bits(x, u) for p, x, u in zip(alone, latents.split(rows), uniform.split(rows)))
+        assert float(grouped.rate_bits(latents, uniform, groups=groups)) == pytest.approx(float(expected), rel=1e-5)
+        grouped.eval()
+        expected = sum(p.eval().rate_bits(x) for p, x in zip(alone, latents.split(rows)))
+        assert float(grouped.rate_bits(latents, groups=groups)) == pytest.approx(float(expected), rel=1e-5)
+        np.testing.assert_allclose(grouped.pmf(1, -2, 5, group=2), alone[2].pmf(1, -2, 5))
+        with pytest.raises(ValueError, match="group of every row"):
+            grouped.rate_bits(latents)
+        with pytest.raises(ValueError, match="one group"):
+            alone[0].rate_bits(latents, groups=groups)

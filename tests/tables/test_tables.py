@@ -81,6 +81,22 @@ def test_shacira_rate_gradient_reaches_latents_and_prior():
     assert table.decoder.weight.grad is None  # the rate does not depend on the decoder
 
 
+def test_shacira_per_level_prior_gives_every_level_its_densities_and_they_all_learn():
+    rows = [40, 100, 160]
+    table = ShaciraTable(sum(rows), 2, level_rows=rows, decoder="per-level", per_level_prior=True, rate_row_stride=2)
+    table.train()
+    table.rate_bits().backward()
+    assert table.latents.grad.abs().sum() > 0
+    for name, param in table.prior.named_parameters():  # every level's densities learn (rows of all levels sampled)
+        per_density = param.grad.flatten(1).abs().sum(dim=1)
+        assert bool((per_density > 0).all()), name
+    table.eval()
+    groups = torch.repeat_interleave(torch.arange(3), torch.tensor(rows))
+    assert torch.equal(table.rate_bits(), table.prior.rate_bits(table.latents, groups=groups))  # eval: every row
+    shared = ShaciraTable(sum(rows), 2, level_rows=rows, decoder="per-level")
+    assert shared.prior.num_densities == 2 and table.prior.num_densities == 2 * len(rows)
+
+
 def test_shacira_rounding_and_rate_of_a_step_share_one_noise_draw(monkeypatch):
     table = _shacira(schedule=RoundingSchedule(anneal_end_step=100)).train()
     draws = []
