@@ -36,8 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_bench_steps import _synchronize, build_trainer, model_flags_for, train_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-
-
 _LABEL = "nerfcompress."
 
 
@@ -52,8 +50,7 @@ def _label_table_pieces() -> None:
         original = getattr(owner, name)
 
         def wrapper(*args, **kwargs):
-            label = type(args[0]).__name__ if args and hasattr(args[0], "decode") else owner.__name__
-            with torch.profiler.record_function(f"{_LABEL}{label}.{name}"):
+            with torch.profiler.record_function(f"{_LABEL}{owner.__name__}.{name}"):
                 return original(*args, **kwargs)
 
         setattr(owner, name, wrapper)

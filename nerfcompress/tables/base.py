@@ -58,6 +58,12 @@ class FeatureTable(nn.Module):
         """``L``, the number of levels."""
         return len(self.level_rows)
 
+    def level_of_rows(self) -> Tensor:
+        """int64 ``[rows]``: the level of every row (CPU; callers keep it as a buffer)."""
+        return torch.repeat_interleave(
+            torch.arange(self.num_levels), torch.tensor(self.level_rows), output_size=self.num_rows
+        )
+
     def decode(self) -> Tensor:
         """Decoded table ``[rows, F]``; differentiable in training mode."""
         raise NotImplementedError

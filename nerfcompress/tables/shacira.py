@@ -123,14 +123,11 @@ class ShaciraTable(FeatureTable):
             torch.empty(num_rows, latent_dim).uniform_(-latent_init_scale, latent_init_scale)
         )
         self.decoder = build_decoder(decoder, latent_dim, num_features, self.level_rows, decoder_init_scale)
-        num_levels = len(self.level_rows)
         self.prior = FactorizedPrior(
-            latent_dim, filters=tuple(prior_filters), num_groups=num_levels if per_level_prior else 1
+            latent_dim, filters=tuple(prior_filters), num_groups=self.num_levels if per_level_prior else 1
         )
-        level_of_row = torch.repeat_interleave(
-            torch.arange(num_levels), torch.tensor(self.level_rows), output_size=num_rows
-        )  # int64 [rows]: the prior's group of every row
-        self.register_buffer("level_of_row", level_of_row if per_level_prior else None, persistent=False)
+        groups = self.level_of_rows() if per_level_prior else None  # int64 [rows]: the prior's group of every row
+        self.register_buffer("level_of_row", groups, persistent=False)
         self.register_buffer("temperature", torch.tensor(self.schedule.temperature(0)))  # soft-rounding tau
         self.register_buffer("hard_rounding", torch.tensor(self.schedule.hard_rounding(0)))  # straight-through phase
         # Host mirrors of what the training step needs as Python values (reading a CUDA tensor

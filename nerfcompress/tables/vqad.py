@@ -125,10 +125,7 @@ class VqadTable(FeatureTable):
         self.codebooks = nn.Parameter(  # [L, K, F]
             torch.randn(num_levels, self.codebook_size, num_features) * codebook_init_scale
         )
-        level_of_row = torch.repeat_interleave(
-            torch.arange(num_levels), torch.tensor(self.level_rows), output_size=self.num_rows
-        )
-        self.register_buffer("level_of_row", level_of_row, persistent=False)  # int64 [rows]
+        self.register_buffer("level_of_row", self.level_of_rows(), persistent=False)  # int64 [rows]
 
     def integer_indices(self) -> Tensor:
         """The indices the file stores, ``uint8 [rows]`` in ``[0, K)``: argmax of the logits (or
